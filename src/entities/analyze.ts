@@ -1,0 +1,168 @@
+import {
+  type GraphQLObjectType,
+  type GraphQLOutputType,
+  getNamedType,
+  isCompositeType,
+  isListType,
+  isNonNullType,
+  isObjectType,
+} from 'graphql'
+import type { PolicyState } from '../policy/policy.js'
+import { restrict } from '../policy/policy.js'
+import type { SchemaHints } from '../policy/schema-hints.js'
+import { type CollectedField, type CollectScope, type FieldGroup, fieldsFor } from './collect.js'
+import { ADDED_PREFIX, KEY_ALIAS_PREFIX, TYPENAME_ALIAS } from './rewrite.js'
+import { collectionTag, entityTag, typeTag } from './tags.js'
+
+/** What one walk over an execution result finds. */
+export interface Analysis {
+  /** The data as the client must see it: every field the rewrite added removed. */
+  readonly data: Record<string, unknown> | null
+  /** The response's cache policy (Apollo rules, over the fields that resolved). */
+  readonly policy: PolicyState
+  /** Everything the result depends on: entity, collection and type tags. */
+  readonly tags: Set<string>
+  /** Entities found in the result: entity tag → type name. */
+  readonly entities: Map<string, string>
+  /** False when an object lacked the added `__typename` (the rewrite was bypassed): do not store. */
+  readonly complete: boolean
+}
+
+interface FieldMeta {
+  composite: boolean
+  list: boolean
+  collectionTags: readonly string[]
+}
+
+interface Walk {
+  readonly hints: SchemaHints
+  readonly scope: CollectScope
+  readonly meta: Map<string, FieldMeta>
+  readonly policy: PolicyState
+  readonly tags: Set<string>
+  readonly entities: Map<string, string>
+  complete: boolean
+}
+
+const metaCache = new WeakMap<SchemaHints, Map<string, FieldMeta>>()
+
+/**
+ * Walks an execution result once: strips what the rewrite added (respecting aliases
+ * and nested lists), computes the cache policy and collects tags and entities.
+ */
+export function analyzeResult(
+  data: Record<string, unknown> | null | undefined,
+  rootType: GraphQLObjectType,
+  rootGroup: FieldGroup,
+  hints: SchemaHints,
+  scope: CollectScope,
+): Analysis {
+  let meta = metaCache.get(hints)
+  if (!meta) {
+    meta = new Map()
+    metaCache.set(hints, meta)
+  }
+  const walk: Walk = {
+    hints,
+    scope,
+    meta,
+    policy: { maxAge: undefined, scope: undefined },
+    tags: new Set(),
+    entities: new Map(),
+    complete: true,
+  }
+  const stripped = data == null ? null : walkObject(walk, data, rootType, rootGroup, true)
+  return {
+    data: stripped,
+    policy: walk.policy,
+    tags: walk.tags,
+    entities: walk.entities,
+    complete: walk.complete,
+  }
+}
+
+function fieldMeta(walk: Walk, parent: GraphQLObjectType, fieldName: string): FieldMeta {
+  const cacheKey = `${parent.name}.${fieldName}`
+  let meta = walk.meta.get(cacheKey)
+  if (!meta) {
+    const field = parent.getFields()[fieldName]
+    const named = field ? getNamedType(field.type) : undefined
+    const composite = named !== undefined && isCompositeType(named)
+    meta = {
+      composite,
+      list: field !== undefined && hasList(field.type),
+      collectionTags: composite ? walk.hints.possibleTypeNames(named).map(collectionTag) : [],
+    }
+    walk.meta.set(cacheKey, meta)
+  }
+  return meta
+}
+
+function hasList(type: GraphQLOutputType): boolean {
+  if (isListType(type)) return true
+  return isNonNullType(type) && isListType(type.ofType)
+}
+
+function walkObject(
+  walk: Walk,
+  value: Record<string, unknown>,
+  type: GraphQLObjectType,
+  group: FieldGroup,
+  isRoot: boolean,
+): Record<string, unknown> {
+  const fields = fieldsFor(group, type, walk.scope)
+  const out: Record<string, unknown> = {}
+  let keyValues: unknown[] | undefined
+  for (const responseKey in value) {
+    const fieldValue = value[responseKey]
+    if (responseKey.startsWith(ADDED_PREFIX)) {
+      if (responseKey !== TYPENAME_ALIAS) {
+        keyValues ??= []
+        keyValues[Number(responseKey.slice(KEY_ALIAS_PREFIX.length))] = fieldValue
+      }
+      continue
+    }
+    const field = fields.get(responseKey)
+    if (!field || field.fieldName === '__typename') {
+      out[responseKey] = fieldValue
+      continue
+    }
+    restrict(walk.policy, walk.hints.fieldPolicy(type, field.fieldName, isRoot))
+    const meta = fieldMeta(walk, type, field.fieldName)
+    if (!meta.composite) {
+      out[responseKey] = fieldValue
+      continue
+    }
+    if (meta.list || fieldValue == null || (Array.isArray(fieldValue) && fieldValue.length === 0)) {
+      for (const tag of meta.collectionTags) walk.tags.add(tag)
+    }
+    out[responseKey] = fieldValue == null ? fieldValue : walkValue(walk, fieldValue, field)
+  }
+  const keys = walk.hints.keyFields(type.name)
+  if (keys && keyValues && keyValues.length === keys.length && keyValues.every((v) => v != null)) {
+    const tag = entityTag(type.name, keyValues)
+    walk.tags.add(tag)
+    walk.tags.add(typeTag(type.name))
+    walk.entities.set(tag, type.name)
+  }
+  return out
+}
+
+function walkValue(walk: Walk, value: unknown, field: CollectedField): unknown {
+  if (Array.isArray(value)) {
+    const out = new Array<unknown>(value.length)
+    for (let i = 0; i < value.length; i++) {
+      const item = value[i]
+      out[i] = item == null ? item : walkValue(walk, item, field)
+    }
+    return out
+  }
+  const object = value as Record<string, unknown>
+  const typeName = object[TYPENAME_ALIAS]
+  const runtimeType = typeof typeName === 'string' ? walk.hints.schema.getType(typeName) : undefined
+  if (!field.group || !runtimeType || !isObjectType(runtimeType)) {
+    walk.complete = false
+    return value
+  }
+  return walkObject(walk, object, runtimeType, field.group, false)
+}

@@ -1,0 +1,17 @@
+export { collectionTag, entityTag, tagsForEntityChange, tagsForTypeChange, typeTag } from './entities/tags.js'
+export { StrataError, type StrataErrorCode, StrataOptionError, StrataSchemaError } from './errors.js'
+export { canonicalJson } from './key/canonical.js'
+export { deriveKey, encodeTenant, type KeyParts, tenantKeyPrefix } from './key/key.js'
+export { defaultSchemaVersion } from './key/schema-version.js'
+export type { BypassReason, SkipReason, StrataStats } from './observability/stats.js'
+export { type RequestInfo, type StrataOptions, strataDefaults } from './options.js'
+export { type StrataHandle, type StrataPlugin, useStrata } from './plugin/use-strata.js'
+export {
+  cacheControlDirectiveSdl,
+  invalidatesDirectiveSdl,
+  strataDirectivesSdl,
+} from './policy/directives.js'
+export type { CacheHint, CacheScope } from './policy/policy.js'
+export { type MemoryTier, type MemoryTierOptions, memoryTier, memoryTierDefaults } from './tiers/memory.js'
+export type { CacheEntry, CacheTier, MaybePromise, TierStats } from './tiers/tier.js'
+export { TieredCache, type TieredHit } from './tiers/tiered.js'

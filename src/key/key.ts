@@ -1,0 +1,68 @@
+import { createHash } from 'node:crypto'
+import { canonicalJson } from './canonical.js'
+
+/** Everything that identifies one cacheable response. */
+export interface KeyParts {
+  /** Key namespace, e.g. `strata`. */
+  prefix: string
+  /** Tenant id, or `null` when tenancy is switched off. */
+  tenant: string | null
+  /** The GraphQL document text exactly as executed. */
+  source: string
+  operationName: string | null | undefined
+  variables: Readonly<Record<string, unknown>> | null | undefined
+  /** Session id; only given when the operation's scope is PRIVATE. */
+  session: string | null
+  schemaVersion: string
+  /** Output of the `extraKeyData` hook, if any. */
+  extra: unknown
+}
+
+const SAFE = /^[A-Za-z0-9_-]*$/
+
+/**
+ * Encodes a tenant id so that no value can change the key's structure or match
+ * another tenant's scan pattern: every byte outside `[A-Za-z0-9_-]` becomes `%XX`.
+ * The output never contains `:`, glob characters (`*?[]`), braces or spaces.
+ */
+export function encodeTenant(tenant: string): string {
+  if (SAFE.test(tenant)) return tenant
+  let out = ''
+  for (const byte of Buffer.from(tenant, 'utf8')) {
+    const ch = String.fromCharCode(byte)
+    out += byte < 0x80 && SAFE.test(ch) ? ch : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`
+  }
+  return out
+}
+
+/** The key prefix that every entry of `tenant` starts with (`null`: tenancy off). */
+export function tenantKeyPrefix(prefix: string, tenant: string | null): string {
+  return tenant === null ? `${prefix}:g:` : `${prefix}:t:${encodeTenant(tenant)}:`
+}
+
+/**
+ * Derives the cache key: `<prefix>:t:<encoded tenant>:<sha256>` (or `<prefix>:g:<sha256>`
+ * with tenancy off). The digest covers the document, operation name, canonical
+ * variables, session, schema version and extra key data, framed as a JSON array so no
+ * two different inputs hash the same bytes.
+ */
+export function deriveKey(parts: KeyParts): string {
+  const framed = JSON.stringify([
+    1,
+    parts.source,
+    parts.operationName ?? null,
+    canonicalJson(parts.variables ?? {}),
+    parts.session,
+    parts.schemaVersion,
+    parts.extra === undefined ? null : canonicalJson(parts.extra),
+  ])
+  const digest = createHash('sha256').update(framed).digest('base64url')
+  return tenantKeyPrefix(parts.prefix, parts.tenant) + digest
+}
+
+/** The tenant a key belongs to, decoded, or `null` for a tenancy-off key. */
+export function keyTenant(key: string): string | null {
+  const parts = key.split(':')
+  if (parts[1] !== 't' || parts[2] === undefined) return null
+  return decodeURIComponent(parts[2])
+}

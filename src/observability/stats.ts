@@ -1,0 +1,51 @@
+/** Why a request did not use the cache. */
+export type BypassReason =
+  | 'mutation'
+  | 'subscription'
+  | 'incremental'
+  | 'disabled'
+  | 'no-tenant'
+  | 'private-no-session'
+  | 'no-operation'
+
+/** Why a miss's result was not stored. */
+export type SkipReason =
+  | 'errors'
+  | 'uncacheable'
+  | 'private-no-session'
+  | 'too-large'
+  | 'invalidated-during-execution'
+  | 'not-analysable'
+
+/** A snapshot of the plugin's counters since start. */
+export interface StrataStats {
+  hits: number
+  hitsByTier: Record<string, number>
+  misses: number
+  /** Misses that waited for an identical execution in flight instead of executing. */
+  coalesced: number
+  bypasses: Partial<Record<BypassReason, number>>
+  stores: number
+  skippedStores: Partial<Record<SkipReason, number>>
+  /** Invalidation calls, and tags named by them. */
+  invalidations: number
+  invalidatedTags: number
+}
+
+export function emptyStats(): StrataStats {
+  return {
+    hits: 0,
+    hitsByTier: {},
+    misses: 0,
+    coalesced: 0,
+    bypasses: {},
+    stores: 0,
+    skippedStores: {},
+    invalidations: 0,
+    invalidatedTags: 0,
+  }
+}
+
+export function bump<K extends string>(record: Partial<Record<K, number>>, key: K): void {
+  record[key] = (record[key] ?? 0) + 1
+}

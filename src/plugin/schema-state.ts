@@ -1,0 +1,82 @@
+import {
+  type DocumentNode,
+  type FragmentDefinitionNode,
+  type GraphQLSchema,
+  getOperationAST,
+  Kind,
+  type OperationDefinitionNode,
+  print,
+} from 'graphql'
+import { type FieldGroup, newGroup } from '../entities/collect.js'
+import { analyzeDocument, type DocumentFacts } from '../entities/rewrite.js'
+import { defaultSchemaVersion } from '../key/schema-version.js'
+import { buildSchemaHints, type SchemaHintOptions, type SchemaHints } from '../policy/schema-hints.js'
+
+/** One operation of a document, with everything memoised about it. */
+export interface OperationFacts extends DocumentFacts {
+  readonly operation: OperationDefinitionNode
+  /** The rewritten operation (what executes), and its fragments. */
+  readonly rewrittenOperation: OperationDefinitionNode
+  readonly fragments: ReadonlyMap<string, FragmentDefinitionNode>
+  /** Document text as the key sees it. */
+  readonly source: string
+  /** Field collection for the result walk; memoised unless `@skip`/`@include` use variables. */
+  rootGroup(): FieldGroup
+}
+
+/** Everything derived from one schema: hints, version and per-document facts. */
+export class SchemaState {
+  readonly hints: SchemaHints
+  readonly version: string
+  readonly #documents = new WeakMap<DocumentNode, Map<string, OperationFacts | null>>()
+
+  constructor(
+    schema: GraphQLSchema,
+    options: SchemaHintOptions,
+    version: string | ((schema: GraphQLSchema) => string) | undefined,
+  ) {
+    this.hints = buildSchemaHints(schema, options)
+    this.version = typeof version === 'string' ? version : (version ?? defaultSchemaVersion)(schema)
+  }
+
+  /** Facts about the operation `operationName` selects in `document`, or `null` if none. */
+  operation(document: DocumentNode, operationName: string | null | undefined): OperationFacts | null {
+    let byName = this.#documents.get(document)
+    if (!byName) {
+      byName = new Map()
+      this.#documents.set(document, byName)
+    }
+    const name = operationName ?? ''
+    let facts = byName.get(name)
+    if (facts === undefined) {
+      facts = this.#build(document, operationName)
+      byName.set(name, facts)
+    }
+    return facts
+  }
+
+  #build(document: DocumentNode, operationName: string | null | undefined): OperationFacts | null {
+    const operation = getOperationAST(document, operationName)
+    if (!operation) return null
+    const documentFacts = analyzeDocument(document, this.hints)
+    const index = document.definitions.indexOf(operation)
+    const rewrittenOperation = documentFacts.rewritten.definitions[index] as OperationDefinitionNode
+    const fragments = new Map<string, FragmentDefinitionNode>()
+    for (const definition of documentFacts.rewritten.definitions) {
+      if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition)
+    }
+    let shared: FieldGroup | undefined
+    return {
+      ...documentFacts,
+      operation,
+      rewrittenOperation,
+      fragments,
+      source: document.loc?.source.body ?? print(document),
+      rootGroup: () => {
+        if (documentFacts.variableDirectives) return newGroup([rewrittenOperation.selectionSet])
+        shared ??= newGroup([rewrittenOperation.selectionSet])
+        return shared
+      },
+    }
+  }
+}

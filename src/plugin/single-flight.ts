@@ -1,0 +1,57 @@
+/**
+ * Concurrent identical misses execute once: the first caller leads, the rest wait for
+ * its serialized body. A flight whose result cannot be shared settles with `undefined`
+ * and its waiters execute on their own.
+ */
+export class SingleFlight {
+  readonly #flights = new Map<string, Flight>()
+
+  /** The flight in progress for `key`, if any. */
+  join(key: string): Promise<string | undefined> | undefined {
+    return this.#flights.get(key)?.promise
+  }
+
+  /** Starts a flight for `key`; settle it exactly once with `land`. */
+  lead(key: string): Flight {
+    const flight = new Flight(() => {
+      if (this.#flights.get(key) === flight) this.#flights.delete(key)
+    })
+    this.#flights.set(key, flight)
+    return flight
+  }
+
+  /**
+   * Stops new callers from joining flights already in progress. Called on every
+   * invalidation: a request that arrives after a mutation responded must not be
+   * served a result whose execution began before it.
+   */
+  detachAll(): void {
+    this.#flights.clear()
+  }
+
+  get size(): number {
+    return this.#flights.size
+  }
+}
+
+export class Flight {
+  readonly promise: Promise<string | undefined>
+  #resolve!: (body: string | undefined) => void
+  #landed = false
+  readonly #onLand: () => void
+
+  constructor(onLand: () => void) {
+    this.#onLand = onLand
+    this.promise = new Promise((resolve) => {
+      this.#resolve = resolve
+    })
+  }
+
+  /** Settles the flight: a body to share, or `undefined` (waiters execute themselves). Idempotent. */
+  land(body: string | undefined): void {
+    if (this.#landed) return
+    this.#landed = true
+    this.#onLand()
+    this.#resolve(body)
+  }
+}

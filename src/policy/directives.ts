@@ -1,0 +1,32 @@
+/**
+ * SDL for the directives Strata reads. Add it to your type definitions:
+ *
+ * @example
+ * ```ts
+ * createSchema({ typeDefs: [strataDirectivesSdl, typeDefs], resolvers })
+ * ```
+ */
+export const cacheControlDirectiveSdl = /* GraphQL */ `
+enum CacheControlScope {
+  PUBLIC
+  PRIVATE
+}
+
+directive @cacheControl(
+  maxAge: Int
+  scope: CacheControlScope
+  inheritMaxAge: Boolean
+) on FIELD_DEFINITION | OBJECT | INTERFACE | UNION
+`
+
+/**
+ * `@invalidates(types: ["Post"])` on a mutation field: when the mutation succeeds,
+ * every cached result that depends on those types is invalidated, even if the
+ * mutation's result carries no entity (e.g. `deletePost(id: ID!): Boolean`).
+ */
+export const invalidatesDirectiveSdl = /* GraphQL */ `
+directive @invalidates(types: [String!]!) on FIELD_DEFINITION
+`
+
+/** Both directives, ready to prepend to your SDL. */
+export const strataDirectivesSdl = cacheControlDirectiveSdl + invalidatesDirectiveSdl

@@ -1,0 +1,181 @@
+import { getDirective } from '@graphql-tools/utils'
+import {
+  type GraphQLCompositeType,
+  type GraphQLField,
+  type GraphQLNamedType,
+  type GraphQLObjectType,
+  type GraphQLSchema,
+  getNamedType,
+  isCompositeType,
+  isObjectType,
+} from 'graphql'
+import { StrataSchemaError } from '../errors.js'
+import { type CacheHint, fieldContribution, type PolicyState } from './policy.js'
+
+/**
+ * Everything Strata derives from one schema, computed once per schema
+ * (in `onSchemaChange`): cache hints, key fields and mutation invalidation targets.
+ */
+export interface SchemaHints {
+  readonly schema: GraphQLSchema
+  /** The policy a resolved field contributes; memoised per parent type, field and rootness. */
+  fieldPolicy(parent: GraphQLObjectType, fieldName: string, isRoot: boolean): Readonly<PolicyState>
+  /** Key fields of an object type, or `undefined` when its objects are not entities. */
+  keyFields(typeName: string): readonly string[] | undefined
+  /** Types a mutation field declares it invalidates (`@invalidates`), if any. */
+  invalidatedTypes(fieldName: string): readonly string[] | undefined
+  /** Concrete object types a named composite type may resolve to. */
+  possibleTypeNames(type: GraphQLCompositeType): readonly string[]
+}
+
+export interface SchemaHintOptions {
+  defaultMaxAge: number
+  /** Config hints by schema coordinate (`Type` or `Type.field`); override directives. */
+  hints: Readonly<Record<string, CacheHint>>
+  keyFields: Readonly<Record<string, readonly string[]>>
+  defaultKeyFields: readonly string[]
+  invalidates: Readonly<Record<string, readonly string[]>>
+}
+
+type DirectiveCarrier = Parameters<typeof getDirective>[1]
+
+function readHint(schema: GraphQLSchema, node: DirectiveCarrier): CacheHint | undefined {
+  const found = getDirective(schema, node, 'cacheControl')?.[0]
+  if (!found) return undefined
+  return normalizeHint(found as CacheHint)
+}
+
+/** As Apollo: `inheritMaxAge: true` drops any maxAge given beside it. */
+function normalizeHint(raw: CacheHint): CacheHint {
+  const hint: CacheHint = {}
+  if (raw.inheritMaxAge === true) hint.inheritMaxAge = true
+  else if (typeof raw.maxAge === 'number') hint.maxAge = raw.maxAge
+  if (raw.scope === 'PUBLIC' || raw.scope === 'PRIVATE') hint.scope = raw.scope
+  return hint
+}
+
+function merge(base: CacheHint | undefined, override: CacheHint | undefined): CacheHint | undefined {
+  if (!override) return base
+  if (!base) return normalizeHint(override)
+  return normalizeHint({ ...base, ...override })
+}
+
+export function buildSchemaHints(schema: GraphQLSchema, options: SchemaHintOptions): SchemaHints {
+  validateCoordinates(schema, options)
+  const typeHints = new Map<string, CacheHint | undefined>()
+  const typeHint = (type: GraphQLNamedType): CacheHint | undefined => {
+    if (!typeHints.has(type.name)) {
+      typeHints.set(type.name, merge(readHint(schema, type), options.hints[type.name]))
+    }
+    return typeHints.get(type.name)
+  }
+
+  const policies = new Map<string, PolicyState>()
+  const fieldPolicy = (parent: GraphQLObjectType, fieldName: string, isRoot: boolean): PolicyState => {
+    const memoKey = `${isRoot ? '!' : ''}${parent.name}.${fieldName}`
+    let policy = policies.get(memoKey)
+    if (policy === undefined) {
+      const field = parent.getFields()[fieldName] as GraphQLField<unknown, unknown> | undefined
+      const named = field ? getNamedType(field.type) : undefined
+      const composite = named !== undefined && isCompositeType(named)
+      const fieldHint = field
+        ? merge(readHint(schema, field), options.hints[`${parent.name}.${fieldName}`])
+        : undefined
+      policy = fieldContribution(
+        composite ? typeHint(named) : undefined,
+        fieldHint,
+        composite,
+        isRoot,
+        options.defaultMaxAge,
+      )
+      policies.set(memoKey, policy)
+    }
+    return policy
+  }
+
+  const keyFieldsByType = new Map<string, readonly string[] | undefined>()
+  for (const type of Object.values(schema.getTypeMap())) {
+    if (!isObjectType(type) || type.name.startsWith('__')) continue
+    const wanted = options.keyFields[type.name] ?? options.defaultKeyFields
+    const fields = type.getFields()
+    keyFieldsByType.set(type.name, wanted.every((name) => fields[name]) ? wanted : undefined)
+  }
+
+  const mutationTargets = new Map<string, readonly string[]>()
+  const mutationType = schema.getMutationType()
+  for (const field of Object.values(mutationType?.getFields() ?? {})) {
+    const fromDirective = getDirective(schema, field, 'invalidates')?.[0] as { types?: string[] } | undefined
+    const types = options.invalidates[`${mutationType?.name}.${field.name}`] ?? fromDirective?.types
+    if (!types) continue
+    for (const typeName of types) {
+      if (!schema.getType(typeName)) {
+        throw new StrataSchemaError(
+          `@invalidates on ${mutationType?.name}.${field.name} names type "${typeName}", which the schema does not define`,
+        )
+      }
+    }
+    mutationTargets.set(field.name, types)
+  }
+
+  const possible = new Map<string, readonly string[]>()
+  return {
+    schema,
+    fieldPolicy,
+    keyFields: (typeName) => keyFieldsByType.get(typeName),
+    invalidatedTypes: (fieldName) => mutationTargets.get(fieldName),
+    possibleTypeNames(type) {
+      let names = possible.get(type.name)
+      if (!names) {
+        names = isObjectType(type) ? [type.name] : schema.getPossibleTypes(type).map((t) => t.name)
+        possible.set(type.name, names)
+      }
+      return names
+    },
+  }
+}
+
+function validateCoordinates(schema: GraphQLSchema, options: SchemaHintOptions): void {
+  for (const coordinate of Object.keys(options.hints)) {
+    const [typeName, fieldName] = coordinate.split('.')
+    const type = typeName === undefined ? undefined : schema.getType(typeName)
+    if (!type || (fieldName === undefined ? !isCompositeType(type) : !isObjectType(type))) {
+      throw new StrataSchemaError(
+        `option \`hints\` names "${coordinate}", but the schema has no ${fieldName === undefined ? 'object, interface or union' : 'object'} type "${typeName}"`,
+      )
+    }
+    if (fieldName !== undefined && isObjectType(type) && !type.getFields()[fieldName]) {
+      throw new StrataSchemaError(
+        `option \`hints\` names "${coordinate}", but ${typeName} has no field "${fieldName}"`,
+      )
+    }
+  }
+  for (const [typeName, fields] of Object.entries(options.keyFields)) {
+    const type = schema.getType(typeName)
+    if (!isObjectType(type)) {
+      throw new StrataSchemaError(
+        `option \`keyFields\` names "${typeName}", which is not an object type in the schema`,
+      )
+    }
+    for (const name of fields) {
+      if (!type.getFields()[name]) {
+        throw new StrataSchemaError(
+          `option \`keyFields.${typeName}\` names field "${name}", which ${typeName} does not have`,
+        )
+      }
+    }
+  }
+  const mutationType = schema.getMutationType()
+  for (const coordinate of Object.keys(options.invalidates)) {
+    const [typeName, fieldName] = coordinate.split('.')
+    if (
+      !mutationType ||
+      typeName !== mutationType.name ||
+      !fieldName ||
+      !mutationType.getFields()[fieldName]
+    ) {
+      throw new StrataSchemaError(
+        `option \`invalidates\` names "${coordinate}", which is not a mutation field of the schema`,
+      )
+    }
+  }
+}

@@ -1,0 +1,144 @@
+import { LRUCache } from 'lru-cache'
+import { StrataOptionError } from '../errors.js'
+import { keyTenant } from '../key/key.js'
+import type { CacheEntry, CacheTier, TierStats } from './tier.js'
+
+/** Options of {@link memoryTier}. */
+export interface MemoryTierOptions {
+  /**
+   * Upper bound of the tier's memory in bytes: bodies, keys, tags and the tag index.
+   * @default 67108864 (64 MiB)
+   */
+  maxBytes?: number
+  /**
+   * Tier name in logs and stats.
+   * @default 'memory'
+   */
+  name?: string
+}
+
+export const memoryTierDefaults = { maxBytes: 64 * 2 ** 20, name: 'memory' } as const
+
+/** Fixed bytes charged per entry (LRU node, entry object, key) and per tag membership. */
+const ENTRY_OVERHEAD = 256
+const TAG_OVERHEAD = 96
+
+/** Bytes an entry is charged in the memory tier, tag index included. */
+export function memoryFootprint(key: string, entry: CacheEntry): number {
+  let size = ENTRY_OVERHEAD + entry.size + key.length * 2
+  for (const tag of entry.tags) size += TAG_OVERHEAD + tag.length * 2
+  return size
+}
+
+/** The memory tier as returned by {@link memoryTier}, with introspection for tests and stats. */
+export interface MemoryTier extends CacheTier {
+  /** Number of distinct tags in the index. */
+  readonly indexedTags: number
+  /** Sum of (tag, key) memberships in the index. */
+  readonly indexedMemberships: number
+}
+
+/**
+ * In-process LRU tier, bounded in bytes (index included), with per-entry TTL and a
+ * tag index that is cleaned whenever an entry leaves: eviction, expiry, replacement,
+ * deletion or invalidation.
+ */
+export function memoryTier(options: MemoryTierOptions = {}): MemoryTier {
+  const maxBytes = options.maxBytes ?? memoryTierDefaults.maxBytes
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 1024) {
+    throw new StrataOptionError(
+      'memoryTier.maxBytes',
+      `must be an integer number of bytes >= 1024, got ${String(maxBytes)}`,
+    )
+  }
+  const name = options.name ?? memoryTierDefaults.name
+  const index = new Map<string, Set<string>>()
+  let memberships = 0
+  let evictions = 0
+  let expirations = 0
+
+  const unindex = (key: string, entry: CacheEntry): void => {
+    for (const tag of entry.tags) {
+      const keys = index.get(tag)
+      if (!keys?.delete(key)) continue
+      memberships--
+      if (keys.size === 0) index.delete(tag)
+    }
+  }
+
+  const lru = new LRUCache<string, CacheEntry>({
+    maxSize: maxBytes,
+    sizeCalculation: (entry, key) => memoryFootprint(key, entry),
+    dispose: (entry, key, reason) => {
+      unindex(key, entry)
+      if (reason === 'evict') evictions++
+      else if (reason === 'expire') expirations++
+    },
+  })
+
+  const removeAll = (keys: Iterable<string>): number => {
+    let removed = 0
+    for (const key of [...keys]) if (lru.delete(key)) removed++
+    return removed
+  }
+
+  return {
+    name,
+    get(key) {
+      const entry = lru.get(key)
+      if (entry !== undefined && entry.expiresAt <= Date.now()) {
+        lru.delete(key)
+        return undefined
+      }
+      return entry
+    },
+    set(key, entry) {
+      const ttl = entry.expiresAt - Date.now()
+      if (ttl <= 0 || memoryFootprint(key, entry) > maxBytes) return
+      lru.set(key, entry, { ttl })
+      if (lru.peek(key) !== entry) return
+      for (const tag of entry.tags) {
+        let keys = index.get(tag)
+        if (!keys) {
+          keys = new Set()
+          index.set(tag, keys)
+        }
+        if (!keys.has(key)) {
+          keys.add(key)
+          memberships++
+        }
+      }
+    },
+    delete(key) {
+      return lru.delete(key)
+    },
+    invalidate(tags) {
+      let removed = 0
+      for (const tag of tags) {
+        const keys = index.get(tag)
+        if (keys) removed += removeAll(keys)
+      }
+      return removed
+    },
+    clear(tenant) {
+      if (tenant === undefined) {
+        const count = lru.size
+        lru.clear()
+        return count
+      }
+      const keys: string[] = []
+      for (const [key, entry] of lru.entries())
+        if (entry.tenant === tenant && keyTenant(key) === tenant) keys.push(key)
+      return removeAll(keys)
+    },
+    stats(): TierStats {
+      return { entries: lru.size, bytes: lru.calculatedSize, evictions, expirations }
+    },
+    get indexedTags() {
+      return index.size
+    },
+    get indexedMemberships() {
+      return memberships
+    },
+  }
+}

@@ -1,0 +1,19 @@
+import { createRequire } from 'node:module'
+import { defineConfig } from 'vitest/config'
+
+const require = createRequire(import.meta.url)
+
+export default defineConfig({
+  resolve: {
+    // graphql 16 ships both index.js (CJS, what Node resolves for graphql-yoga) and
+    // index.mjs (what Vite prefers): pin one so there is a single graphql realm.
+    alias: [{ find: /^graphql$/, replacement: require.resolve('graphql') }],
+  },
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+    pool: 'forks',
+    execArgv: ['--expose-gc'],
+  },
+})
