@@ -48,7 +48,8 @@ export type StrataPlugin<TContext extends Record<string, unknown> = Record<strin
     readonly strata: StrataHandle
   }
 
-type AnyContext = Record<string, unknown>
+// biome-ignore lint/complexity/noBannedTypes: `{}` is Envelop's own default plugin context
+type AnyContext = {}
 
 /**
  * Creates the Strata response-cache plugin for Envelop and GraphQL Yoga.

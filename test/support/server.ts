@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import type { GraphQLSchema } from 'graphql'
 import { createYoga, type Plugin, type YogaServerOptions } from 'graphql-yoga'
 
 export interface GraphQLResponse {
@@ -25,9 +26,10 @@ export interface TestServer {
 }
 
 /** Starts a real Yoga server over HTTP on an ephemeral loopback port. */
-export async function startServer(
-  options: YogaServerOptions<Record<string, unknown>, Record<string, unknown>> & { plugins: Plugin[] },
-): Promise<TestServer> {
+export async function startServer(options: {
+  schema: GraphQLSchema
+  plugins: Plugin[]
+}): Promise<TestServer> {
   const yoga = createYoga({ logging: false, maskedErrors: false, ...options })
   const server: Server = createServer(yoga)
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
