@@ -3,7 +3,7 @@
 import { envelop, useEngine } from '@envelop/core'
 import * as GraphQLJS from 'graphql'
 import { createSchema, createYoga } from 'graphql-yoga'
-import { useStrata } from '../src/index.js'
+import { useStrata } from '../../src/index.js'
 
 const schema = createSchema({ typeDefs: 'type Query { a: Int }' })
 createYoga({ schema, plugins: [useStrata({ tenant: ({ context }) => context.request.headers.get('x') })] })
