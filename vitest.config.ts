@@ -7,7 +7,10 @@ export default defineConfig({
   resolve: {
     // graphql 16 ships both index.js (CJS, what Node resolves for graphql-yoga) and
     // index.mjs (what Vite prefers): pin one so there is a single graphql realm.
-    alias: [{ find: /^graphql$/, replacement: require.resolve('graphql') }],
+    alias: [
+      { find: /^graphql$/, replacement: require.resolve('graphql') },
+      { find: /^graphql-strata$/, replacement: new URL('./src/index.ts', import.meta.url).pathname },
+    ],
   },
   test: {
     include: ['test/**/*.test.ts'],

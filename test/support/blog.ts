@@ -37,7 +37,7 @@ export class BlogStore {
 export const blogTypeDefs = /* GraphQL */ `
   ${strataDirectivesSdl}
 
-  interface Node {
+  interface Node @cacheControl(maxAge: 60) {
     id: ID!
   }
 

@@ -1,0 +1,93 @@
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { memoryTier, type StrataHandle, useStrata } from 'graphql-strata'
+import { createYoga, type YogaServerInstance } from 'graphql-yoga'
+import pino, { type Logger } from 'pino'
+import { rowId, tenantData } from './data.js'
+import { openDb, setupSql } from './db.js'
+import { type BlogContext, schema } from './schema.js'
+
+export interface BlogServerOptions {
+  /** TCP port; 0 picks a free one. */
+  port: number
+  /** A PostgreSQL URL; without it the data lives in an in-memory PGlite. */
+  databaseUrl?: string | undefined
+  /** Used by the server and by Strata. Default: silent. */
+  logger?: Logger | undefined
+}
+
+export interface BlogServer {
+  /** The GraphQL endpoint, e.g. `http://localhost:4000/graphql`. */
+  url: string
+  /** Stops accepting requests, then closes the cache and the database. Idempotent. */
+  close(): Promise<void>
+  strata: StrataHandle
+  // biome-ignore lint/complexity/noBannedTypes: Yoga's own default server context
+  yoga: YogaServerInstance<{}, BlogContext>
+}
+
+/** Opens (and seeds) the database, then serves the blog at `/graphql` with Strata in front. */
+export async function startBlogServer(options: BlogServerOptions): Promise<BlogServer> {
+  const logger = options.logger ?? pino({ level: 'silent' })
+  const db = await openDb(options.databaseUrl, logger)
+  try {
+    await db.exec(setupSql)
+  } catch (error) {
+    await db.close()
+    throw error
+  }
+  logger.info({ database: db.kind }, 'blog database ready')
+
+  const strata = useStrata({
+    // Tenancy on: every entry is keyed by tenant; a request without one is never cached.
+    tenant: ({ context }) => context.request.headers.get('x-tenant-id'),
+    // PRIVATE results (`me`) are keyed by user; without x-user-id they are not cached.
+    session: ({ context }) => context.request.headers.get('x-user-id'),
+    tiers: [memoryTier({ maxBytes: 32 * 2 ** 20 })],
+    logger,
+  })
+
+  const yoga = createYoga<{}, BlogContext>({
+    schema,
+    plugins: [strata],
+    logging: logger,
+    context: ({ request }): BlogContext => {
+      const tenant = request.headers.get('x-tenant-id')
+      return {
+        data: tenant === null ? null : tenantData(db, tenant),
+        userId: rowId(request.headers.get('x-user-id')),
+      }
+    },
+  })
+
+  const server = createServer(yoga)
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(options.port, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
+  } catch (error) {
+    await Promise.allSettled([strata.strata.close(), db.close()])
+    throw error
+  }
+  const { port } = server.address() as AddressInfo
+  const url = `http://localhost:${port}/graphql`
+
+  let closing: Promise<void> | undefined
+  const close = () => {
+    closing ??= (async () => {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+      })
+      await strata.strata.close()
+      await db.close()
+      logger.info('blog server closed')
+    })()
+    return closing
+  }
+  return { url, close, strata: strata.strata, yoga }
+}

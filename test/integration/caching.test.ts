@@ -1,0 +1,265 @@
+import { createYoga } from 'graphql-yoga'
+import pino from 'pino'
+import { afterEach, describe, expect, it } from 'vitest'
+import { memoryTier, type StrataOptions, useStrata } from '../../src/index.js'
+import { BlogStore, blogSchema } from '../support/blog.js'
+import { startServer, type TestServer } from '../support/server.js'
+
+const servers: TestServer[] = []
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.close()))
+})
+
+type Ctx = { request: Request }
+const byHeader =
+  (name: string) =>
+  ({ context }: { context: Ctx }) =>
+    context.request.headers.get(name)
+
+async function start(options: Partial<StrataOptions<Ctx>> = {}, store = new BlogStore()) {
+  const plugin = useStrata<Ctx>({ tenant: false, ...options } as StrataOptions<Ctx>)
+  const server = await startServer({ schema: blogSchema(store), plugins: [plugin as never] })
+  servers.push(server)
+  return { server, store, strata: plugin.strata }
+}
+
+describe('hits and misses through Yoga over HTTP', () => {
+  it('serves a MISS, then a HIT with a byte-identical body, without executing again', async () => {
+    const { server, store } = await start()
+    const query = '{ posts { id title author { id name } } }'
+    const miss = await server.query(query)
+    const hit = await server.query(query)
+    expect(miss.cache).toBe('MISS')
+    expect(hit.cache).toBe('HIT')
+    expect(hit.text).toBe(miss.text)
+    expect(hit.headers.get('content-type')).toBe(miss.headers.get('content-type'))
+    expect(store.calls.posts).toBe(1)
+  })
+
+  it('returns exactly what an uncached server returns (aliases, fragments, unions, interfaces, nested lists)', async () => {
+    const store = new BlogStore()
+    const { server } = await start({}, store)
+    const plain = createYoga({ schema: blogSchema(store), logging: false })
+    const queries = [
+      '{ posts { id title author { name posts { id title } } } }',
+      '{ a: posts(first: 1) { myId: id t: title, author { __typename n: name } } b: posts { id } }',
+      'query Q { search(text: "Post") { __typename ... on Post { id title } ... on Author { name } } }',
+      '{ node(id: "1") { id ... on Post { title author { id } } } }',
+      'fragment P on Post { title author { ...A } } fragment A on Author { name } { posts { ...P id } }',
+      '{ tags { label } }',
+      '{ post(id: "404") { id } }',
+    ]
+    for (const query of queries) {
+      const expected = await (
+        await plain.fetch('http://localhost/graphql', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json' },
+          body: JSON.stringify({ query }),
+        })
+      ).text()
+      const miss = await server.query(query)
+      const hit = await server.query(query)
+      expect(miss.text, query).toBe(expected)
+      expect(hit.text, query).toBe(expected)
+      expect(hit.cache, query).toBe('HIT')
+      expect(miss.text).not.toContain('__strata')
+    }
+  })
+
+  it('keys by canonical variables: key order does not matter, values do', async () => {
+    const { server, store } = await start()
+    const query = 'query($id: ID!, $x: Int!) { post(id: $id) { id title } big(size: $x) }'
+    expect((await server.query(query, { id: '1', x: 3 })).cache).toBe('MISS')
+    expect((await server.query(query, { x: 3, id: '1' })).cache).toBe('HIT')
+    const other = await server.query(query, { id: '2', x: 3 })
+    expect(other.cache).toBe('MISS')
+    expect(other.json.data?.post).toEqual({ id: '2', title: 'Post 2' })
+    expect(store.calls.post).toBe(2)
+  })
+
+  it('keys by operation name within one document', async () => {
+    const { server } = await start()
+    const doc = 'query A { posts { id } } query B { posts { title } }'
+    const fetchOp = (operationName: string) =>
+      fetch(server.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: doc, operationName }),
+      })
+    const a = await fetchOp('A')
+    const b = await fetchOp('B')
+    expect(a.headers.get('x-strata-cache')).toBe('MISS')
+    expect(b.headers.get('x-strata-cache')).toBe('MISS')
+    expect(await b.text()).toContain('title')
+    expect((await fetchOp('A')).headers.get('x-strata-cache')).toBe('HIT')
+  })
+
+  it('mixes extraKeyData into the key', async () => {
+    const { server } = await start({
+      extraKeyData: ({ context }) => ({ locale: context.request.headers.get('accept-language') }),
+    })
+    const q = '{ posts { id } }'
+    expect((await server.query(q, {}, { 'accept-language': 'en' })).cache).toBe('MISS')
+    expect((await server.query(q, {}, { 'accept-language': 'fr' })).cache).toBe('MISS')
+    expect((await server.query(q, {}, { 'accept-language': 'en' })).cache).toBe('HIT')
+  })
+
+  it('bypasses when the enabled hook says no, neither reading nor writing', async () => {
+    const { server, store, strata } = await start({
+      enabled: ({ context }) => !context.request.headers.has('x-no-cache'),
+    })
+    const q = '{ posts { id } }'
+    expect((await server.query(q, {}, { 'x-no-cache': '1' })).cache).toBe('BYPASS')
+    expect((await server.query(q)).cache).toBe('MISS')
+    expect((await server.query(q, {}, { 'x-no-cache': '1' })).cache).toBe('BYPASS')
+    expect((await server.query(q)).cache).toBe('HIT')
+    expect(store.calls.posts).toBe(3)
+    expect(strata.stats().bypasses.disabled).toBe(2)
+  })
+
+  it('uses a configurable header name and sends cache-control', async () => {
+    const { server } = await start({ header: 'x-cache' })
+    const res = await server.query('{ posts { id } }')
+    expect(res.headers.get('x-cache')).toBe('MISS')
+    expect(res.headers.get('x-strata-cache')).toBeNull()
+    expect(res.headers.get('cache-control')).toBe('max-age=30, public')
+    const uncached = await server.query('{ uncached }')
+    expect(uncached.headers.get('cache-control')).toBe('no-store')
+  })
+
+  it('adds extensions.strata only when debug is on', async () => {
+    const { server } = await start({ debug: true })
+    const miss = await server.query('{ posts { id } }')
+    const hit = await server.query('{ posts { id } }')
+    expect(miss.json.extensions?.strata).toEqual({ hit: false, ttl: 30 })
+    expect(hit.json.extensions?.strata).toMatchObject({ hit: true, tier: 'memory', age: 0 })
+    expect(hit.json.data).toEqual(miss.json.data)
+    const { server: quiet } = await start()
+    expect((await quiet.query('{ posts { id } }')).json.extensions).toBeUndefined()
+  })
+})
+
+describe('never stored', () => {
+  it('does not store results with errors, unless cacheErrors is on', async () => {
+    const { server, strata } = await start()
+    const first = await server.query('{ broken { id } }')
+    expect(first.json.errors?.[0]?.message).toBe('boom')
+    expect((await server.query('{ broken { id } }')).cache).toBe('MISS')
+    expect(strata.stats().skippedStores.errors).toBe(2)
+
+    const { server: lenient } = await start({ cacheErrors: true })
+    const a = await lenient.query('{ broken { id } }')
+    const b = await lenient.query('{ broken { id } }')
+    expect(b.cache).toBe('HIT')
+    expect(b.json).toEqual(a.json)
+  })
+
+  it('does not store results whose maxAge is 0', async () => {
+    const { server, strata } = await start()
+    await server.query('{ uncached }')
+    expect((await server.query('{ uncached }')).cache).toBe('MISS')
+    expect(strata.stats().skippedStores.uncacheable).toBe(2)
+  })
+
+  it('does not store results larger than maxEntryBytes', async () => {
+    const { server, strata } = await start({ maxEntryBytes: 1000 })
+    await server.query('{ big(size: 2000) }')
+    expect((await server.query('{ big(size: 2000) }')).cache).toBe('MISS')
+    expect(strata.stats().skippedStores['too-large']).toBe(2)
+    await server.query('{ big(size: 500) }')
+    expect((await server.query('{ big(size: 500) }')).cache).toBe('HIT')
+  })
+
+  it('never caches mutations', async () => {
+    const { server, store } = await start()
+    const m = 'mutation { touchNothing }'
+    expect((await server.query(m)).cache).toBe('BYPASS')
+    expect((await server.query(m)).cache).toBe('BYPASS')
+    expect((await server.query(m)).headers.get('cache-control')).toBe('no-store')
+    expect(store.posts.size).toBe(3)
+  })
+
+  it('marks requests that fail validation as BYPASS', async () => {
+    const { server } = await start()
+    const res = await server.query('{ nope }')
+    expect(res.cache).toBe('BYPASS')
+    expect(res.json.errors).toHaveLength(1)
+  })
+})
+
+describe('tenancy and sessions', () => {
+  it('never serves one tenant an entry of another', async () => {
+    const { server, store } = await start({
+      tenant: ({ context }) => {
+        const raw = context.request.headers.get('x-tenant-id')
+        return raw === null ? null : decodeURIComponent(raw)
+      },
+    })
+    const q = '{ posts { id title } }'
+    expect((await server.query(q, {}, { 'x-tenant-id': 'acme' })).cache).toBe('MISS')
+    expect((await server.query(q, {}, { 'x-tenant-id': 'globex' })).cache).toBe('MISS')
+    for (const tenant of ['acme:*', 'acme*', '', 'ac%6De', 'акме', 'acme:t:globex']) {
+      const header = encodeURIComponent(tenant)
+      expect((await server.query(q, {}, { 'x-tenant-id': header })).cache, tenant).toBe('MISS')
+    }
+    expect((await server.query(q, {}, { 'x-tenant-id': 'acme' })).cache).toBe('HIT')
+    expect(store.calls.posts).toBe(8)
+  })
+
+  it('bypasses, counts and logs a request without a tenant while tenancy is on', async () => {
+    const lines: string[] = []
+    const logger = pino({ level: 'warn' }, { write: (line: string) => lines.push(line) })
+    const { server, strata } = await start({ tenant: byHeader('x-tenant-id'), logger })
+    const q = '{ posts { id } }'
+    await server.query(q, {}, { 'x-tenant-id': 'acme' })
+    const res = await server.query(q)
+    expect(res.cache).toBe('BYPASS')
+    expect(res.headers.get('cache-control')).toBe('no-store')
+    expect((await server.query(q)).cache).toBe('BYPASS')
+    expect(strata.stats().bypasses['no-tenant']).toBe(2)
+    expect(lines.filter((l) => l.includes('without a tenant'))).toHaveLength(1)
+  })
+
+  it('keys PRIVATE results by session and never shares them', async () => {
+    const { server, store } = await start({ session: byHeader('x-user-id') })
+    const q = '{ me { id name } }'
+    const alice = await server.query(q, {}, { 'x-user-id': 'alice' })
+    const bob = await server.query(q, {}, { 'x-user-id': 'bob' })
+    expect(alice.json.data?.me).toEqual({ id: 'alice', name: 'User alice' })
+    expect(bob.json.data?.me).toEqual({ id: 'bob', name: 'User bob' })
+    expect(bob.cache).toBe('MISS')
+    const again = await server.query(q, {}, { 'x-user-id': 'alice' })
+    expect(again.cache).toBe('HIT')
+    expect(again.json.data?.me).toEqual({ id: 'alice', name: 'User alice' })
+    expect(again.headers.get('cache-control')).toMatch(/^max-age=(29|30), private$/)
+    expect(store.calls.me).toBe(2)
+  })
+
+  it('neither reads nor stores PRIVATE results without a session', async () => {
+    const { server, store, strata } = await start({ session: byHeader('x-user-id') })
+    expect((await server.query('{ me { id } }')).cache).toBe('BYPASS')
+    expect((await server.query('{ me { id } }')).cache).toBe('BYPASS')
+    expect(store.calls.me).toBe(2)
+    expect(strata.stats().bypasses['private-no-session']).toBe(2)
+  })
+
+  it('does not key PUBLIC operations by session', async () => {
+    const { server } = await start({ session: byHeader('x-user-id') })
+    await server.query('{ posts { id } }', {}, { 'x-user-id': 'alice' })
+    expect((await server.query('{ posts { id } }', {}, { 'x-user-id': 'bob' })).cache).toBe('HIT')
+  })
+})
+
+describe('schema version', () => {
+  it('never serves entries stored under a different schema', async () => {
+    const tier = memoryTier()
+    const store = new BlogStore()
+    const a = await start({ tiers: [tier] }, store)
+    await a.server.query('{ posts { id } }')
+    expect((await a.server.query('{ posts { id } }')).cache).toBe('HIT')
+    const b = await start({ tiers: [tier], schemaVersion: 'v2' }, store)
+    expect((await b.server.query('{ posts { id } }')).cache).toBe('MISS')
+    const c = await start({ tiers: [tier] }, store)
+    expect((await c.server.query('{ posts { id } }')).cache).toBe('HIT')
+  })
+})

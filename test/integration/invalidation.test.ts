@@ -1,0 +1,209 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { type CacheTier, memoryTier, type StrataOptions, useStrata } from '../../src/index.js'
+import { BlogStore, blogSchema } from '../support/blog.js'
+import { startServer, type TestServer } from '../support/server.js'
+
+const servers: TestServer[] = []
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.close()))
+})
+
+async function start(options: Partial<StrataOptions> = {}, store = new BlogStore()) {
+  const plugin = useStrata({ tenant: false, ...options } as StrataOptions)
+  const server = await startServer({ schema: blogSchema(store), plugins: [plugin as never] })
+  servers.push(server)
+  return { server, store, strata: plugin.strata }
+}
+
+const LIST = '{ posts { id title } }'
+const ONE = 'query($id: ID!) { post(id: $id) { id title } }'
+const PUBLISHED = '{ publishedPosts { id } }'
+
+describe('mutation invalidation', () => {
+  it('an update invalidates the entity and every list that shows it, before the response', async () => {
+    const { server } = await start()
+    await server.query(LIST)
+    await server.query(ONE, { id: '2' })
+    await server.query(ONE, { id: '1' })
+    await server.query('mutation { updatePost(id: "2", title: "Edited") { id title } }')
+    const list = await server.query(LIST)
+    const one = await server.query(ONE, { id: '2' })
+    expect(list.cache).toBe('MISS')
+    expect(one.cache).toBe('MISS')
+    expect(JSON.stringify(list.json)).toContain('Edited')
+    expect(one.json.data?.post).toEqual({ id: '2', title: 'Edited' })
+    expect((await server.query(ONE, { id: '1' })).cache).toBe('HIT')
+  })
+
+  it('a create invalidates cached lists of that type', async () => {
+    const { server } = await start()
+    await server.query(LIST)
+    expect((await server.query(LIST)).cache).toBe('HIT')
+    await server.query('mutation { createPost(title: "Fresh") { id } }')
+    const after = await server.query(LIST)
+    expect(after.cache).toBe('MISS')
+    expect(after.json.data?.posts).toContainEqual({ id: '4', title: 'Fresh' })
+  })
+
+  it('a create invalidates a cached null for that type', async () => {
+    const { server } = await start()
+    expect((await server.query(ONE, { id: '4' })).json.data?.post).toBeNull()
+    expect((await server.query(ONE, { id: '4' })).cache).toBe('HIT')
+    await server.query('mutation { createPost(title: "Four") { id } }')
+    expect((await server.query(ONE, { id: '4' })).json.data?.post).toEqual({ id: '4', title: 'Four' })
+  })
+
+  it('an update that moves an entity out of a filtered list invalidates that list', async () => {
+    const { server } = await start()
+    expect((await server.query(PUBLISHED)).json.data?.publishedPosts).toHaveLength(3)
+    await server.query('mutation { unpublishPost(id: "1") { id } }')
+    const after = await server.query(PUBLISHED)
+    expect(after.cache).toBe('MISS')
+    expect(after.json.data?.publishedPosts).toHaveLength(2)
+  })
+
+  it('an entity nested in a mutation result invalidates too (related lists)', async () => {
+    const { server } = await start()
+    const authorPosts = '{ node(id: "a1") { ... on Author { name posts { id } } } }'
+    await server.query(authorPosts)
+    expect((await server.query(authorPosts)).cache).toBe('HIT')
+    await server.query('mutation { createPost(title: "By Ada", authorId: "a1") { id author { id } } }')
+    const after = await server.query(authorPosts)
+    expect(after.cache).toBe('MISS')
+    expect(JSON.stringify(after.json)).toContain('"id":"4"')
+  })
+
+  it('@invalidates(types:) purges everything depending on the type when the result has no entity', async () => {
+    const { server } = await start()
+    await server.query(LIST)
+    await server.query(ONE, { id: '1' })
+    await server.query('{ tags { label } }')
+    await server.query('mutation { deletePost(id: "1") }')
+    expect((await server.query(ONE, { id: '1' })).json.data?.post).toBeNull()
+    expect((await server.query(LIST)).json.data?.posts).toHaveLength(2)
+    expect((await server.query('{ tags { label } }')).cache).toBe('HIT')
+  })
+
+  it('the invalidates option declares the same for code-first schemas', async () => {
+    const { server } = await start({ invalidates: { 'Mutation.touchNothing': ['Tag'] } })
+    await server.query('{ tags { label } }')
+    await server.query('mutation { touchNothing }')
+    expect((await server.query('{ tags { label } }')).cache).toBe('MISS')
+  })
+
+  it('invalidateOnMutation: false leaves entries in place', async () => {
+    const { server } = await start({ invalidateOnMutation: false })
+    await server.query(LIST)
+    await server.query('mutation { updatePost(id: "2", title: "Edited") { id } }')
+    expect((await server.query(LIST)).cache).toBe('HIT')
+  })
+
+  it('the mutation response is sent only after every tier finished invalidating', async () => {
+    const events: string[] = []
+    const inner = memoryTier({ name: 'slow' })
+    const slow: CacheTier = {
+      ...inner,
+      name: 'slow',
+      async invalidate(tags) {
+        await new Promise((r) => setTimeout(r, 150))
+        events.push('invalidated')
+        return inner.invalidate(tags)
+      },
+    }
+    const { server } = await start({ tiers: [memoryTier(), slow] })
+    await server.query(LIST)
+    await server.query('mutation { updatePost(id: "2", title: "Edited") { id } }')
+    events.push('response')
+    expect(events).toEqual(['invalidated', 'response'])
+  })
+
+  it('programmatic invalidation by entity, type, tag and clear', async () => {
+    const { server, strata } = await start()
+    await server.query(ONE, { id: '1' })
+    await server.query(ONE, { id: '2' })
+    expect(await strata.invalidateEntities('Post', ['1'])).toEqual({ memory: 1 })
+    expect((await server.query(ONE, { id: '1' })).cache).toBe('MISS')
+    expect((await server.query(ONE, { id: '2' })).cache).toBe('HIT')
+    expect(await strata.invalidateTypes(['Post'])).toEqual({ memory: 2 })
+    await server.query(LIST)
+    expect(await strata.invalidateTags(['Post'])).toEqual({ memory: 1 })
+    await server.query(LIST)
+    expect(await strata.clear()).toEqual({ memory: 1 })
+    expect((await server.query(LIST)).cache).toBe('MISS')
+  })
+})
+
+describe('concurrency', () => {
+  it('does not store a result whose execution began before an invalidation of its tags', async () => {
+    const store = new BlogStore()
+    const { server, strata } = await start({ singleFlight: false }, store)
+    let release!: () => void
+    store.gate = new Promise<void>((r) => {
+      release = r
+    })
+    const started = new Promise<void>((r) => {
+      store.onSlowPostStart = r
+    })
+    const slowRead = server.query('{ slowPost(id: "1") { id title } }')
+    await started
+    await server.query('mutation { updatePost(id: "1", title: "New") { id } }')
+    release()
+    const stale = await slowRead
+    expect(stale.json.data?.slowPost).toEqual({ id: '1', title: 'Post 1' })
+    expect(strata.stats().skippedStores['invalidated-during-execution']).toBe(1)
+    store.gate = undefined
+    const fresh = await server.query('{ slowPost(id: "1") { id title } }')
+    expect(fresh.cache).toBe('MISS')
+    expect(fresh.json.data?.slowPost).toEqual({ id: '1', title: 'New' })
+  })
+
+  it('executes concurrent identical misses once and gives every caller the result', async () => {
+    const store = new BlogStore()
+    const { server, strata } = await start({}, store)
+    let release!: () => void
+    store.gate = new Promise<void>((r) => {
+      release = r
+    })
+    const started = new Promise<void>((r) => {
+      store.onSlowPostStart = r
+    })
+    const requests = Array.from({ length: 10 }, () => server.query('{ slowPost(id: "2") { id title } }'))
+    await started
+    await new Promise((r) => setTimeout(r, 50))
+    release()
+    const responses = await Promise.all(requests)
+    expect(store.calls.slowPost).toBe(1)
+    expect(new Set(responses.map((r) => r.text)).size).toBe(1)
+    expect(responses[0]?.json.data?.slowPost).toEqual({ id: '2', title: 'Post 2' })
+    expect(strata.stats().coalesced).toBe(9)
+    expect(responses.every((r) => r.cache === 'MISS')).toBe(true)
+  })
+
+  it('a request arriving after a mutation does not join a flight that began before it', async () => {
+    const store = new BlogStore()
+    const { server } = await start({}, store)
+    let release!: () => void
+    store.gate = new Promise<void>((r) => {
+      release = r
+    })
+    const started = new Promise<void>((r) => {
+      store.onSlowPostStart = r
+    })
+    const early = server.query('{ slowPost(id: "3") { id title } }')
+    await started
+    await server.query('mutation { updatePost(id: "3", title: "Changed") { id } }')
+    store.gate = undefined
+    const late = await server.query('{ slowPost(id: "3") { id title } }')
+    release()
+    expect((await early).json.data?.slowPost).toEqual({ id: '3', title: 'Post 3' })
+    expect(late.json.data?.slowPost).toEqual({ id: '3', title: 'Changed' })
+    expect(store.calls.slowPost).toBe(2)
+  })
+
+  it('waiters execute on their own when the leader fails', async () => {
+    const store = new BlogStore()
+    const { server } = await start({}, store)
+    const results = await Promise.all(Array.from({ length: 4 }, () => server.query('{ broken { id } }')))
+    for (const r of results) expect(r.json.errors?.[0]?.message).toBe('boom')
+  })
+})
