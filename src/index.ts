@@ -4,7 +4,7 @@ export { canonicalJson } from './key/canonical.js'
 export { deriveKey, encodeTenant, type KeyParts, tenantKeyPrefix } from './key/key.js'
 export { defaultSchemaVersion } from './key/schema-version.js'
 export type { BypassReason, SkipReason, StrataStats } from './observability/stats.js'
-export { type RequestInfo, type StrataOptions, strataDefaults } from './options.js'
+export { type RequestInfo, type StrataContext, type StrataOptions, strataDefaults } from './options.js'
 export { type StrataHandle, type StrataPlugin, useStrata } from './plugin/use-strata.js'
 export {
   cacheControlDirectiveSdl,

@@ -4,6 +4,15 @@ import { StrataOptionError } from './errors.js'
 import type { CacheHint } from './policy/policy.js'
 import type { CacheTier } from './tiers/tier.js'
 
+/**
+ * The context type hooks see unless you name yours (`useStrata<MyContext>(...)`):
+ * Yoga's context, which carries the Fetch `request`.
+ */
+export interface StrataContext {
+  request: Request
+  [key: string]: unknown
+}
+
 /** What identity and policy hooks receive about the current request. */
 export interface RequestInfo<TContext> {
   /** The GraphQL context of the request (in Yoga: includes `request`). */
@@ -14,7 +23,7 @@ export interface RequestInfo<TContext> {
 }
 
 /** Options of `useStrata`. Every field is validated when the plugin is created. */
-export interface StrataOptions<TContext = Record<string, unknown>> {
+export interface StrataOptions<TContext = StrataContext> {
   /**
    * The tenant of a request, or `false` for a single-tenant app. **Required.**
    * With tenancy on, a request whose tenant is `null`/`undefined` bypasses the cache

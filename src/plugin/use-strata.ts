@@ -13,7 +13,13 @@ import {
   type SkipReason,
   type StrataStats,
 } from '../observability/stats.js'
-import { type RequestInfo, type StrataOptions, strataDefaults, validateOptions } from '../options.js'
+import {
+  type RequestInfo,
+  type StrataContext,
+  type StrataOptions,
+  strataDefaults,
+  validateOptions,
+} from '../options.js'
 import { cacheablePolicy } from '../policy/policy.js'
 import { memoryTier } from '../tiers/memory.js'
 import type { CacheEntry } from '../tiers/tier.js'
@@ -42,11 +48,10 @@ export interface StrataHandle {
 }
 
 /** The plugin `useStrata` returns: an Envelop plugin (with Yoga hooks) plus its handle. */
-export type StrataPlugin<TContext extends Record<string, unknown> = Record<string, unknown>> =
-  Plugin<TContext> & {
-    onResponse(payload: ResponsePayload): void
-    readonly strata: StrataHandle
-  }
+export type StrataPlugin = Plugin<AnyContext> & {
+  onResponse(payload: ResponsePayload): void
+  readonly strata: StrataHandle
+}
 
 // biome-ignore lint/complexity/noBannedTypes: `{}` is Envelop's own default plugin context
 type AnyContext = {}
@@ -59,9 +64,7 @@ type AnyContext = {}
  * createYoga({ schema, plugins: [useStrata({ tenant: ({ context }) => context.tenantId })] })
  * ```
  */
-export function useStrata<TContext extends AnyContext = AnyContext>(
-  options: StrataOptions<TContext>,
-): StrataPlugin<TContext> {
+export function useStrata<TContext = StrataContext>(options: StrataOptions<TContext>): StrataPlugin {
   validateOptions(options)
   const logger: Logger = (options.logger ?? pino({ level: 'silent' })).child({ component: 'strata' })
   const cache = new TieredCache(options.tiers ?? [memoryTier()], logger)
@@ -264,7 +267,7 @@ export function useStrata<TContext extends AnyContext = AnyContext>(
     }
   }
 
-  const plugin: StrataPlugin<TContext> = {
+  const plugin: StrataPlugin = {
     onSchemaChange({ schema }) {
       schemaState(schema)
     },
@@ -284,7 +287,7 @@ export function useStrata<TContext extends AnyContext = AnyContext>(
 
       const variables = (args.variableValues ?? {}) as Record<string, unknown>
       const info: RequestInfo<TContext> = {
-        context,
+        context: context as TContext,
         document: args.document,
         operationName: args.operationName ?? null,
         variables,

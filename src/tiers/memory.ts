@@ -32,6 +32,12 @@ export function memoryFootprint(key: string, entry: CacheEntry): number {
 
 /** The memory tier as returned by {@link memoryTier}, with introspection for tests and stats. */
 export interface MemoryTier extends CacheTier {
+  get(key: string): CacheEntry | undefined
+  set(key: string, entry: CacheEntry): void
+  delete(key: string): boolean
+  invalidate(tags: readonly string[]): number
+  clear(tenant?: string | null): number
+  stats(): TierStats
   /** Number of distinct tags in the index. */
   readonly indexedTags: number
   /** Sum of (tag, key) memberships in the index. */
