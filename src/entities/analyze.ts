@@ -6,6 +6,8 @@ import {
   isListType,
   isNonNullType,
   isObjectType,
+  SchemaMetaFieldDef,
+  TypeMetaFieldDef,
 } from 'graphql'
 import type { PolicyState } from '../policy/policy.js'
 import { restrict } from '../policy/policy.js'
@@ -85,7 +87,12 @@ function fieldMeta(walk: Walk, parent: GraphQLObjectType, fieldName: string): Fi
   const cacheKey = `${parent.name}.${fieldName}`
   let meta = walk.meta.get(cacheKey)
   if (!meta) {
-    const field = parent.getFields()[fieldName]
+    const field =
+      fieldName === '__schema'
+        ? SchemaMetaFieldDef
+        : fieldName === '__type'
+          ? TypeMetaFieldDef
+          : parent.getFields()[fieldName]
     const named = field ? getNamedType(field.type) : undefined
     const composite = named !== undefined && isCompositeType(named)
     meta = {
@@ -127,13 +134,18 @@ function walkObject(
       out[responseKey] = fieldValue
       continue
     }
-    restrict(walk.policy, walk.hints.fieldPolicy(type, field.fieldName, isRoot))
+    // Introspection (`__schema`, `__type` and everything below) contributes no hint and no tag.
+    const introspection = field.fieldName.startsWith('__') || type.name.startsWith('__')
+    if (!introspection) restrict(walk.policy, walk.hints.fieldPolicy(type, field.fieldName, isRoot))
     const meta = fieldMeta(walk, type, field.fieldName)
     if (!meta.composite) {
       out[responseKey] = fieldValue
       continue
     }
-    if (meta.list || fieldValue == null || (Array.isArray(fieldValue) && fieldValue.length === 0)) {
+    if (
+      !introspection &&
+      (meta.list || fieldValue == null || (Array.isArray(fieldValue) && fieldValue.length === 0))
+    ) {
       for (const tag of meta.collectionTags) walk.tags.add(tag)
     }
     out[responseKey] = fieldValue == null ? fieldValue : walkValue(walk, fieldValue, field)

@@ -54,10 +54,14 @@ function normalizeHint(raw: CacheHint): CacheHint {
   return hint
 }
 
+/** A config hint overrides the SDL's property by property; its maxAge and inheritMaxAge replace each other. */
 function merge(base: CacheHint | undefined, override: CacheHint | undefined): CacheHint | undefined {
   if (!override) return base
   if (!base) return normalizeHint(override)
-  return normalizeHint({ ...base, ...override })
+  const merged: CacheHint = { ...base, ...override }
+  if (override.maxAge !== undefined && override.inheritMaxAge === undefined) delete merged.inheritMaxAge
+  if (override.inheritMaxAge === true) delete merged.maxAge
+  return normalizeHint(merged)
 }
 
 export function buildSchemaHints(schema: GraphQLSchema, options: SchemaHintOptions): SchemaHints {

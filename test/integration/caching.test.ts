@@ -48,6 +48,7 @@ describe('hits and misses through Yoga over HTTP', () => {
       'fragment P on Post { title author { ...A } } fragment A on Author { name } { posts { ...P id } }',
       '{ tags { label } }',
       '{ post(id: "404") { id } }',
+      '{ __schema { queryType { name fields { name } } } __type(name: "Post") { name } posts { id } }',
     ]
     for (const query of queries) {
       const expected = await (
