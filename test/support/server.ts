@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { GraphQLSchema } from 'graphql'
-import { createYoga, type Plugin, type YogaServerOptions } from 'graphql-yoga'
+import { createYoga, type Plugin } from 'graphql-yoga'
 
 export interface GraphQLResponse {
   status: number
