@@ -1,11 +1,14 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { memoryTier, type StrataHandle, useStrata } from 'graphql-strata'
+import { memoryTier, type StrataHandle, type StrataOptions, useStrata } from 'graphql-strata'
 import { createYoga, type YogaServerInstance } from 'graphql-yoga'
 import pino, { type Logger } from 'pino'
 import { rowId, tenantData } from './data.js'
 import { openDb, setupSql } from './db.js'
 import { type BlogContext, schema } from './schema.js'
+
+// biome-ignore lint/complexity/noBannedTypes: Yoga's own default server context
+type ServerContext = {}
 
 export interface BlogServerOptions {
   /** TCP port; 0 picks a free one. */
@@ -14,6 +17,8 @@ export interface BlogServerOptions {
   databaseUrl?: string | undefined
   /** Used by the server and by Strata. Default: silent. */
   logger?: Logger | undefined
+  /** Extra Strata options, or `false` to serve without the cache (used by the benchmark). */
+  strata?: Partial<StrataOptions> | false
 }
 
 export interface BlogServer {
@@ -22,8 +27,7 @@ export interface BlogServer {
   /** Stops accepting requests, then closes the cache and the database. Idempotent. */
   close(): Promise<void>
   strata: StrataHandle
-  // biome-ignore lint/complexity/noBannedTypes: Yoga's own default server context
-  yoga: YogaServerInstance<{}, BlogContext>
+  yoga: YogaServerInstance<ServerContext, BlogContext>
 }
 
 /** Opens (and seeds) the database, then serves the blog at `/graphql` with Strata in front. */
@@ -45,11 +49,12 @@ export async function startBlogServer(options: BlogServerOptions): Promise<BlogS
     session: ({ context }) => context.request.headers.get('x-user-id'),
     tiers: [memoryTier({ maxBytes: 32 * 2 ** 20 })],
     logger,
+    ...(options.strata || {}),
   })
 
-  const yoga = createYoga<{}, BlogContext>({
+  const yoga = createYoga<ServerContext, BlogContext>({
     schema,
-    plugins: [strata],
+    plugins: options.strata === false ? [] : [strata],
     logging: logger,
     context: ({ request }): BlogContext => {
       const tenant = request.headers.get('x-tenant-id')

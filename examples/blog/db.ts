@@ -15,20 +15,33 @@ export interface Db {
 
 /** Opens PostgreSQL at `databaseUrl`, or an in-memory PGlite when it is not given. */
 export async function openDb(databaseUrl: string | undefined, logger: Logger): Promise<Db> {
-  if (!databaseUrl) {
-    const { PGlite } = await import('@electric-sql/pglite')
-    const pglite = new PGlite()
-    await pglite.waitReady
-    return {
-      kind: 'pglite',
-      query: async <T extends object>(text: string, params: readonly unknown[] = []) =>
-        (await pglite.query<T>(text, [...params])).rows,
-      exec: async (sql) => {
-        await pglite.exec(sql)
-      },
-      close: () => pglite.close(),
-    }
+  const db = databaseUrl ? await openPostgres(databaseUrl, logger) : await openPGlite()
+  // At LOG_LEVEL=debug every statement is logged: a cache HIT runs none.
+  return {
+    ...db,
+    query: (text, params) => {
+      logger.debug({ sql: text.replace(/\s+/g, ' '), params }, 'sql')
+      return db.query(text, params)
+    },
   }
+}
+
+async function openPGlite(): Promise<Db> {
+  const { PGlite } = await import('@electric-sql/pglite')
+  const pglite = new PGlite()
+  await pglite.waitReady
+  return {
+    kind: 'pglite',
+    query: async <T extends object>(text: string, params: readonly unknown[] = []) =>
+      (await pglite.query<T>(text, [...params])).rows,
+    exec: async (sql) => {
+      await pglite.exec(sql)
+    },
+    close: () => pglite.close(),
+  }
+}
+
+async function openPostgres(databaseUrl: string, logger: Logger): Promise<Db> {
   const { default: pg } = await import('pg')
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 10 })
   pool.on('error', (error) => logger.error({ err: error }, 'idle PostgreSQL client failed'))

@@ -1,5 +1,6 @@
+import { GraphQLError } from 'graphql'
 import { strataDirectivesSdl } from 'graphql-strata'
-import { createSchema, GraphQLError } from 'graphql-yoga'
+import { createSchema } from 'graphql-yoga'
 import { type PostRow, rowId, type TenantData } from './data.js'
 
 /** Built per request by `app.ts` from the `x-tenant-id` and `x-user-id` headers. */

@@ -3,8 +3,9 @@
 import pino from 'pino'
 import { startBlogServer } from './app.js'
 
-const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' })
-const port = Number(process.env.PORT ?? 4000)
+// Synchronous, so that the lines logged just before process.exit() come out in order.
+const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' }, pino.destination({ dest: 1, sync: true }))
+const port = Number(process.env.PORT || 4000)
 if (!Number.isInteger(port) || port < 0 || port > 65535) {
   logger.fatal({ port: process.env.PORT }, 'PORT must be a TCP port number')
   process.exit(1)

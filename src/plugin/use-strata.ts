@@ -257,7 +257,11 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
             tags.add(collectionTag(typeName))
           }
         }
-        for (const { fieldName } of fieldsFor(group, mutationType, scope).values()) {
+        // Declared invalidations fire only for root fields that resolved without error: a
+        // failed (e.g. unauthorized) mutation must not let its caller purge the cache.
+        const failed = new Set(result.errors?.map((error) => error.path?.[0]))
+        for (const [responseKey, { fieldName }] of fieldsFor(group, mutationType, scope)) {
+          if (!result.data || !(responseKey in result.data) || failed.has(responseKey)) continue
           for (const typeName of state.hints.invalidatedTypes(fieldName) ?? []) {
             for (const tag of tagsForTypeChange(typeName)) tags.add(tag)
           }

@@ -20,9 +20,10 @@ directive @cacheControl(
 `
 
 /**
- * `@invalidates(types: ["Post"])` on a mutation field: when the mutation succeeds,
- * every cached result that depends on those types is invalidated, even if the
- * mutation's result carries no entity (e.g. `deletePost(id: ID!): Boolean`).
+ * `@invalidates(types: ["Post"])` on a mutation field: when the field resolves without
+ * error, every cached result that depends on those types is invalidated, even if the
+ * mutation's result carries no entity (e.g. `deletePost(id: ID!): Boolean`). A field
+ * that fails invalidates nothing, so an unauthorized caller cannot purge the cache.
  */
 export const invalidatesDirectiveSdl = /* GraphQL */ `
 directive @invalidates(types: [String!]!) on FIELD_DEFINITION

@@ -84,6 +84,14 @@ describe('mutation invalidation', () => {
     expect((await server.query('{ tags { label } }')).cache).toBe('HIT')
   })
 
+  it('a mutation field that fails invalidates nothing it declares', async () => {
+    const { server } = await start()
+    await server.query(ONE, { id: '1' })
+    const denied = await server.query('mutation { deletePost(id: "1") }', {}, { 'x-forbidden': '1' })
+    expect(denied.json.errors?.[0]?.message).toBe('forbidden')
+    expect((await server.query(ONE, { id: '1' })).cache).toBe('HIT')
+  })
+
   it('the invalidates option declares the same for code-first schemas', async () => {
     const { server } = await start({ invalidates: { 'Mutation.touchNothing': ['Tag'] } })
     await server.query('{ tags { label } }')

@@ -147,7 +147,10 @@ export function blogSchema(store: BlogStore) {
           if (post) post.published = false
           return post ?? null
         },
-        deletePost: (_: unknown, { id }: { id: string }) => store.posts.delete(id),
+        deletePost: (_: unknown, { id }: { id: string }, ctx: { request: Request }) => {
+          if (ctx.request.headers.get('x-forbidden')) throw new Error('forbidden')
+          return store.posts.delete(id)
+        },
         touchNothing: () => true,
       },
     },

@@ -1,0 +1,61 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type BlogServer, startBlogServer } from '../../examples/blog/app.js'
+import { services } from '../support/services.js'
+
+async function ask(server: BlogServer, query: string, headers: Record<string, string> = {}) {
+  const response = await fetch(server.url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-tenant-id': 'acme', ...headers },
+    body: JSON.stringify({ query }),
+  })
+  const text = await response.text()
+  return { cache: response.headers.get('x-strata-cache'), text, json: JSON.parse(text) }
+}
+
+const LIST = '{ posts(first: 10) { id title author { id name } } }'
+
+for (const database of ['embedded PGlite', 'real PostgreSQL'] as const) {
+  describe(`examples/blog on ${database}`, () => {
+    let server: BlogServer
+    beforeAll(async () => {
+      const databaseUrl = database === 'real PostgreSQL' ? (await services()).postgres : undefined
+      server = await startBlogServer({ port: 0, databaseUrl })
+    }, 120_000)
+    afterAll(() => server?.close())
+
+    it('serves MISS then HIT, per tenant, and BYPASS without a tenant', async () => {
+      const miss = await ask(server, LIST)
+      const hit = await ask(server, LIST)
+      expect(miss.cache).toBe('MISS')
+      expect(hit.cache).toBe('HIT')
+      expect(hit.text).toBe(miss.text)
+      expect(miss.json.data.posts.length).toBeGreaterThan(0)
+      const globex = await ask(server, LIST, { 'x-tenant-id': 'globex' })
+      expect(globex.cache).toBe('MISS')
+      expect(globex.text).not.toBe(miss.text)
+      expect((await ask(server, LIST, { 'x-tenant-id': '' })).cache).not.toBe('HIT')
+    })
+
+    it('a createPost mutation makes the next list read fresh', async () => {
+      await ask(server, LIST)
+      const created = await ask(
+        server,
+        'mutation { createPost(title: "Cache me", body: "b", authorId: "1") { id } }',
+      )
+      expect(created.cache).toBe('BYPASS')
+      const after = await ask(server, LIST)
+      expect(after.cache).toBe('MISS')
+      expect(after.text).toContain('Cache me')
+    })
+
+    it('caches the PRIVATE me field per user only', async () => {
+      const one = await ask(server, '{ me { id name } }', { 'x-user-id': '1' })
+      const two = await ask(server, '{ me { id name } }', { 'x-user-id': '2' })
+      expect(one.cache).toBe('MISS')
+      expect(two.cache).toBe('MISS')
+      expect(two.text).not.toBe(one.text)
+      expect((await ask(server, '{ me { id name } }', { 'x-user-id': '1' })).text).toBe(one.text)
+      expect((await ask(server, '{ me { id name } }')).cache).toBe('BYPASS')
+    })
+  })
+}
