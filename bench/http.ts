@@ -52,7 +52,10 @@ interface Scenario {
 }
 
 let nonce = 0
-async function load(scenario: Scenario, duration: number): Promise<{ rps: number; p99: number; bad: number }> {
+async function load(
+  scenario: Scenario,
+  duration: number,
+): Promise<{ rps: number; p99: number; bad: number }> {
   const result = await autocannon({
     url: scenario.target.url,
     method: 'POST',
@@ -71,7 +74,11 @@ async function load(scenario: Scenario, duration: number): Promise<{ rps: number
         ]
       : undefined,
   })
-  return { rps: result.requests.average, p99: result.latency.p99, bad: result.non2xx + result.errors + result.timeouts }
+  return {
+    rps: result.requests.average,
+    p99: result.latency.p99,
+    bad: result.non2xx + result.errors + result.timeouts,
+  }
 }
 
 async function expectStatus(target: Target, extra: Record<string, string>, expected: string): Promise<void> {

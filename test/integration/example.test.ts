@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type BlogServer, startBlogServer } from '../../examples/blog/app.js'
-import { services } from '../support/services.js'
+import { serviceUrl } from '../support/services.js'
 
 async function ask(server: BlogServer, query: string, headers: Record<string, string> = {}) {
   const response = await fetch(server.url, {
@@ -18,7 +18,7 @@ for (const database of ['embedded PGlite', 'real PostgreSQL'] as const) {
   describe(`examples/blog on ${database}`, () => {
     let server: BlogServer
     beforeAll(async () => {
-      const databaseUrl = database === 'real PostgreSQL' ? (await services()).postgres : undefined
+      const databaseUrl = database === 'real PostgreSQL' ? await serviceUrl('postgres') : undefined
       server = await startBlogServer({ port: 0, databaseUrl })
     }, 120_000)
     afterAll(() => server?.close())

@@ -8,12 +8,17 @@ import { Socket } from 'node:net'
  * 3. the local defaults (127.0.0.1:5432, 127.0.0.1:6379).
  * Fails with a message naming what to start when none answers. Never skips.
  */
-export interface ServiceUrls {
-  postgres: string
-  redis: string
-}
+type Service = 'postgres' | 'redis'
 
-const LOCAL = { postgres: 'postgres://postgres@127.0.0.1:5432/postgres', redis: 'redis://127.0.0.1:6379' }
+const spec = {
+  postgres: {
+    env: 'DATABASE_URL',
+    local: 'postgres://postgres@127.0.0.1:5432/postgres',
+    port: 5432,
+    name: 'PostgreSQL',
+  },
+  redis: { env: 'REDIS_URL', local: 'redis://127.0.0.1:6379', port: 6379, name: 'Redis' },
+} as const
 
 function dockerAnswers(): boolean {
   try {
@@ -38,56 +43,48 @@ function reachable(url: string, defaultPort: number): Promise<boolean> {
   })
 }
 
-let cached: Promise<ServiceUrls> | undefined
 const stops: (() => Promise<unknown>)[] = []
 
-async function fromContainers(): Promise<Partial<ServiceUrls>> {
+async function fromContainer(service: Service): Promise<string> {
   const { GenericContainer, Wait } = await import('testcontainers')
-  const pg = await new GenericContainer('postgres:15-alpine')
-    .withEnvironment({ POSTGRES_HOST_AUTH_METHOD: 'trust' })
-    .withExposedPorts(5432)
-    .withWaitStrategy(Wait.forLogMessage(/ready to accept connections/, 2))
-    .start()
+  if (service === 'postgres') {
+    const pg = await new GenericContainer('postgres:15-alpine')
+      .withEnvironment({ POSTGRES_HOST_AUTH_METHOD: 'trust' })
+      .withExposedPorts(5432)
+      .withWaitStrategy(Wait.forLogMessage(/ready to accept connections/, 2))
+      .start()
+    stops.push(() => pg.stop())
+    return `postgres://postgres@${pg.getHost()}:${pg.getMappedPort(5432)}/postgres`
+  }
   const redis = await new GenericContainer('redis:7-alpine').withExposedPorts(6379).start()
-  stops.push(
-    () => pg.stop(),
-    () => redis.stop(),
-  )
-  return {
-    postgres: `postgres://postgres@${pg.getHost()}:${pg.getMappedPort(5432)}/postgres`,
-    redis: `redis://${redis.getHost()}:${redis.getMappedPort(6379)}`,
-  }
+  stops.push(() => redis.stop())
+  return `redis://${redis.getHost()}:${redis.getMappedPort(6379)}`
 }
 
-async function resolve(): Promise<ServiceUrls> {
-  const fromEnv: Partial<ServiceUrls> = { postgres: process.env.DATABASE_URL, redis: process.env.REDIS_URL }
-  const containers = (!fromEnv.postgres || !fromEnv.redis) && dockerAnswers() ? await fromContainers() : {}
-  const urls: ServiceUrls = {
-    postgres: fromEnv.postgres ?? containers.postgres ?? LOCAL.postgres,
-    redis: fromEnv.redis ?? containers.redis ?? LOCAL.redis,
-  }
-  const problems: string[] = []
-  if (!(await reachable(urls.postgres, 5432))) {
-    problems.push(
-      `PostgreSQL is not reachable at ${urls.postgres}: set DATABASE_URL, or start it (bash scripts/services.sh)`,
+async function resolveService(service: Service): Promise<string> {
+  const { env, local, port, name } = spec[service]
+  const url = process.env[env] ?? (dockerAnswers() ? await fromContainer(service) : local)
+  if (!(await reachable(url, port))) {
+    throw new Error(
+      `${name} is not reachable at ${url}. Service tests never skip: set ${env}, or start it with \`bash scripts/services.sh\`.`,
     )
   }
-  if (!(await reachable(urls.redis, 6379))) {
-    problems.push(
-      `Redis is not reachable at ${urls.redis}: set REDIS_URL, or start it (bash scripts/services.sh)`,
-    )
+  return url
+}
+
+const resolved = new Map<Service, Promise<string>>()
+
+/** The URL of a real service for this test run (resolved once per worker). */
+export function serviceUrl(service: Service): Promise<string> {
+  let url = resolved.get(service)
+  if (!url) {
+    url = resolveService(service)
+    resolved.set(service, url)
   }
-  if (problems.length > 0) throw new Error(`service tests need real services:\n- ${problems.join('\n- ')}`)
-  return urls
+  return url
 }
 
-/** The service URLs for this test run (resolved once per worker). */
-export function services(): Promise<ServiceUrls> {
-  cached ??= resolve()
-  return cached
-}
-
-/** Stops containers started by `services()` (no-op for env or local services). */
+/** Stops containers started by `serviceUrl()` (no-op for env or local services). */
 export async function stopServices(): Promise<void> {
   await Promise.all(stops.splice(0).map((stop) => stop()))
 }
