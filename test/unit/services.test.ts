@@ -10,6 +10,8 @@ afterEach(() => {
 describe('test service resolution', () => {
   it('fails loudly, naming the variable to set, when the service does not answer', async () => {
     process.env.DATABASE_URL = 'postgres://postgres@127.0.0.1:1/none'
-    await expect(serviceUrl('postgres')).rejects.toThrow(/PostgreSQL is not reachable at .*:1\/none.*set DATABASE_URL/)
+    await expect(serviceUrl('postgres')).rejects.toThrow(
+      /PostgreSQL is not reachable at .*:1\/none.*set DATABASE_URL/,
+    )
   })
 })
