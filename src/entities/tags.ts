@@ -4,7 +4,7 @@
  * - `Post:42`   an entity: the object of type Post with key 42 appears in the result.
  * - `Post`      a collection: the result holds a list of Posts, or a Post-typed field
  *               that was null or empty, so creating a Post may change it.
- * - `Post:*`    the type: any Post appears in the result (used to purge a whole type).
+ * - `Post:*`    the type: some Post appears in the result (used to purge a whole type).
  *
  * GraphQL type names cannot contain `:`, so the three kinds never collide with each
  * other. An id that is literally `*` shares a tag with its type: that can only make

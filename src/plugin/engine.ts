@@ -1,0 +1,100 @@
+import type { Plugin } from '@envelop/core'
+import type { ExecutionArgs, ExecutionResult } from 'graphql'
+import type { Logger } from 'pino'
+import type { CollectScope } from '../entities/collect.js'
+import { InvalidationClock } from '../invalidation/clock.js'
+import { type BypassReason, bump, emptyStats, type StrataStats } from '../observability/stats.js'
+import type { TieredCache, TieredHit } from '../tiers/tiered.js'
+import { resultFromBody } from './cached-result.js'
+import type { HttpReporter } from './http.js'
+import type { OperationFacts, SchemaState } from './schema-state.js'
+import { SingleFlight } from './single-flight.js'
+
+// biome-ignore lint/complexity/noBannedTypes: `{}` is Envelop's own default plugin context
+export type AnyContext = {}
+/** What Envelop passes to `onExecute`. */
+export type ExecutePayload = Parameters<NonNullable<Plugin<AnyContext>['onExecute']>>[0]
+
+/** The settings the request path reads, resolved from options and defaults. */
+export interface EngineSettings {
+  readonly cacheErrors: boolean
+  readonly maxEntryBytes: number
+  readonly invalidateOnMutation: boolean
+  readonly singleFlight: boolean
+  readonly debug: boolean
+}
+
+/**
+ * The state one Strata instance shares across requests: tiers, the invalidation
+ * clock, in-flight executions, counters and the HTTP reporter.
+ */
+export class StrataEngine {
+  readonly clock = new InvalidationClock()
+  readonly flights = new SingleFlight()
+  readonly stats: StrataStats = emptyStats()
+
+  constructor(
+    readonly cache: TieredCache,
+    readonly http: HttpReporter,
+    readonly settings: EngineSettings,
+    readonly logger: Logger,
+  ) {}
+
+  /** Invalidates tags everywhere; resolves once every tier has answered. */
+  async invalidateTags(tags: readonly string[]): Promise<Record<string, number>> {
+    if (tags.length === 0) return {}
+    this.clock.invalidated(tags)
+    this.flights.detachAll()
+    this.stats.invalidations++
+    this.stats.invalidatedTags += tags.length
+    const removed = await this.cache.invalidate(tags)
+    this.logger.debug({ tags: tags.length, removed }, 'strata: invalidated')
+    return removed
+  }
+
+  /** Removes one tenant's entries, or all; running executions will not store. */
+  clear(tenant?: string | null): Promise<Record<string, number>> {
+    this.clock.flushed()
+    this.flights.detachAll()
+    this.logger.info({ tenant: tenant ?? 'all' }, 'strata: cleared')
+    return this.cache.clear(tenant)
+  }
+
+  bypass(context: unknown, reason: BypassReason): void {
+    bump(this.stats.bypasses, reason)
+    this.http.record(context, { status: 'BYPASS', httpPolicy: null })
+  }
+
+  serveHit(hit: TieredHit, context: unknown, setResult: (result: ExecutionResult) => void): void {
+    this.stats.hits++
+    bump(this.stats.hitsByTier, hit.tier)
+    const now = Date.now()
+    const ttl = Math.max(0, Math.floor((hit.entry.expiresAt - now) / 1000))
+    this.http.record(context, {
+      status: 'HIT',
+      httpPolicy: ttl > 0 ? { maxAge: ttl, scope: hit.entry.scope } : null,
+    })
+    const result = resultFromBody(hit.entry.body)
+    if (this.settings.debug) {
+      const age = Math.floor((now - hit.entry.createdAt) / 1000)
+      result.extensions = { strata: { hit: true, tier: hit.tier, ttl, age } }
+    }
+    setResult(result)
+  }
+
+  /** Serves the body an identical in-flight execution produced. */
+  serveCoalesced(body: string, context: unknown, setResult: (result: ExecutionResult) => void): void {
+    this.stats.coalesced++
+    this.http.record(context, { status: 'MISS', httpPolicy: null })
+    setResult(resultFromBody(body))
+  }
+}
+
+export function collectScope(state: SchemaState, facts: OperationFacts, args: ExecutionArgs): CollectScope {
+  return {
+    schema: state.hints.schema,
+    fragments: facts.fragments,
+    variables: (args.variableValues ?? {}) as Record<string, unknown>,
+    operation: facts.rewrittenOperation,
+  }
+}
