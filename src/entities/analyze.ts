@@ -13,7 +13,7 @@ import type { PolicyState } from '../policy/policy.js'
 import { restrict } from '../policy/policy.js'
 import type { SchemaHints } from '../policy/schema-hints.js'
 import { type CollectedField, type CollectScope, type FieldGroup, fieldsFor } from './collect.js'
-import { ADDED_PREFIX, KEY_ALIAS_PREFIX, TYPENAME_ALIAS } from './rewrite.js'
+import { ADDED_PREFIX, TYPENAME_ALIAS } from './rewrite.js'
 import { collectionTag, entityTag, typeTag } from './tags.js'
 
 /** What one walk over an execution result finds. */
@@ -32,6 +32,8 @@ export interface Analysis {
 
 interface FieldMeta {
   composite: boolean
+  /** The named return type when it is an object type (no `__typename` needed to know it). */
+  objectType: GraphQLObjectType | undefined
   list: boolean
   collectionTags: readonly string[]
 }
@@ -97,6 +99,7 @@ function fieldMeta(walk: Walk, parent: GraphQLObjectType, fieldName: string): Fi
     const composite = named !== undefined && isCompositeType(named)
     meta = {
       composite,
+      objectType: named !== undefined && isObjectType(named) ? named : undefined,
       list: field !== undefined && hasList(field.type),
       collectionTags: composite ? walk.hints.possibleTypeNames(named).map(collectionTag) : [],
     }
@@ -117,18 +120,11 @@ function walkObject(
   group: FieldGroup,
   isRoot: boolean,
 ): Record<string, unknown> {
-  const fields = fieldsFor(group, type, walk.scope)
+  const { fields, keyResponseKeys } = fieldsFor(group, type, walk.scope)
   const out: Record<string, unknown> = {}
-  let keyValues: unknown[] | undefined
   for (const responseKey in value) {
+    if (responseKey.startsWith(ADDED_PREFIX)) continue
     const fieldValue = value[responseKey]
-    if (responseKey.startsWith(ADDED_PREFIX)) {
-      if (responseKey !== TYPENAME_ALIAS) {
-        keyValues ??= []
-        keyValues[Number(responseKey.slice(KEY_ALIAS_PREFIX.length))] = fieldValue
-      }
-      continue
-    }
     const field = fields.get(responseKey)
     if (!field || field.fieldName === '__typename') {
       out[responseKey] = fieldValue
@@ -148,33 +144,47 @@ function walkObject(
     ) {
       for (const tag of meta.collectionTags) walk.tags.add(tag)
     }
-    out[responseKey] = fieldValue == null ? fieldValue : walkValue(walk, fieldValue, field)
+    out[responseKey] = fieldValue == null ? fieldValue : walkValue(walk, fieldValue, field, meta)
   }
-  const keys = walk.hints.keyFields(type.name)
-  if (keys && keyValues && keyValues.length === keys.length && keyValues.every((v) => v != null)) {
-    const tag = entityTag(type.name, keyValues)
-    walk.tags.add(tag)
-    walk.tags.add(typeTag(type.name))
-    walk.entities.set(tag, type.name)
-  }
+  if (keyResponseKeys) addEntity(walk, type.name, value, keyResponseKeys)
   return out
 }
 
-function walkValue(walk: Walk, value: unknown, field: CollectedField): unknown {
+function addEntity(
+  walk: Walk,
+  typeName: string,
+  value: Record<string, unknown>,
+  keyResponseKeys: readonly string[],
+): void {
+  const keyValues = keyResponseKeys.map((key) => value[key])
+  if (keyValues.some((v) => v == null)) return
+  const tag = entityTag(typeName, keyValues)
+  walk.tags.add(tag)
+  walk.tags.add(typeTag(typeName))
+  walk.entities.set(tag, typeName)
+}
+
+function walkValue(walk: Walk, value: unknown, field: CollectedField, meta: FieldMeta): unknown {
   if (Array.isArray(value)) {
     const out = new Array<unknown>(value.length)
     for (let i = 0; i < value.length; i++) {
       const item = value[i]
-      out[i] = item == null ? item : walkValue(walk, item, field)
+      out[i] = item == null ? item : walkValue(walk, item, field, meta)
     }
     return out
   }
   const object = value as Record<string, unknown>
-  const typeName = object[TYPENAME_ALIAS]
-  const runtimeType = typeof typeName === 'string' ? walk.hints.schema.getType(typeName) : undefined
-  if (!field.group || !runtimeType || !isObjectType(runtimeType)) {
+  const runtimeType = meta.objectType ?? runtimeTypeOf(walk, object)
+  if (!field.group || !runtimeType) {
     walk.complete = false
     return value
   }
   return walkObject(walk, object, runtimeType, field.group, false)
+}
+
+/** The concrete type of an object at an abstract position, from the `__typename` the rewrite added. */
+function runtimeTypeOf(walk: Walk, object: Record<string, unknown>): GraphQLObjectType | undefined {
+  const typeName = object[TYPENAME_ALIAS]
+  const type = typeof typeName === 'string' ? walk.hints.schema.getType(typeName) : undefined
+  return type && isObjectType(type) ? type : undefined
 }

@@ -11,12 +11,21 @@ import {
   type ValueNode,
   valueFromASTUntyped,
 } from 'graphql'
+import { KEY_ALIAS_PREFIX } from './rewrite.js'
 
 /** Several field nodes merged under one response key, with their sub-selections. */
 export interface FieldGroup {
   readonly selectionSets: readonly SelectionSetNode[]
   /** Collected sub-fields per runtime object type, filled lazily. */
-  readonly byType: Map<string, ReadonlyMap<string, CollectedField>>
+  readonly byType: Map<string, CollectedFields>
+}
+
+/** The fields a group selects on one object type. */
+export interface CollectedFields {
+  /** By response key, in no particular order. */
+  readonly fields: ReadonlyMap<string, CollectedField>
+  /** Response keys holding the type's key fields, or `undefined` when not all are selected. */
+  readonly keyResponseKeys: readonly string[] | undefined
 }
 
 export interface CollectedField {
@@ -32,6 +41,8 @@ export interface CollectScope {
   /** Variables, only consulted for `@skip(if: $var)` / `@include(if: $var)`. */
   readonly variables: Readonly<Record<string, unknown>>
   readonly operation: OperationDefinitionNode
+  /** Key fields of an object type (see the `keyFields` option). */
+  keyFields(typeName: string): readonly string[] | undefined
 }
 
 export function newGroup(selectionSets: readonly SelectionSetNode[]): FieldGroup {
@@ -39,28 +50,45 @@ export function newGroup(selectionSets: readonly SelectionSetNode[]): FieldGroup
 }
 
 /** The fields `group` selects on an object of `type`, by response key (memoised in the group). */
-export function fieldsFor(
-  group: FieldGroup,
-  type: GraphQLObjectType,
-  scope: CollectScope,
-): ReadonlyMap<string, CollectedField> {
-  let fields = group.byType.get(type.name)
-  if (fields) return fields
+export function fieldsFor(group: FieldGroup, type: GraphQLObjectType, scope: CollectScope): CollectedFields {
+  let collectedFields = group.byType.get(type.name)
+  if (collectedFields) return collectedFields
   const nodes = new Map<string, FieldNode[]>()
   const visited = new Set<string>()
   for (const set of group.selectionSets) collectInto(set, type, scope, nodes, visited)
-  const collected = new Map<string, CollectedField>()
+  const fields = new Map<string, CollectedField>()
+  const plain = new Set<string>()
   for (const [responseKey, fieldNodes] of nodes) {
     const subSets: SelectionSetNode[] = []
     for (const node of fieldNodes) if (node.selectionSet) subSets.push(node.selectionSet)
-    collected.set(responseKey, {
-      fieldName: (fieldNodes[0] as FieldNode).name.value,
+    const first = fieldNodes[0] as FieldNode
+    fields.set(responseKey, {
+      fieldName: first.name.value,
       group: subSets.length > 0 ? newGroup(subSets) : undefined,
     })
+    if (!first.alias && !first.arguments?.length) plain.add(first.name.value)
   }
-  fields = collected
-  group.byType.set(type.name, fields)
-  return fields
+  collectedFields = { fields, keyResponseKeys: keyResponseKeys(scope.keyFields(type.name), fields, plain) }
+  group.byType.set(type.name, collectedFields)
+  return collectedFields
+}
+
+/** Where each key field's value is found: the rewrite's alias, or the client's own plain selection. */
+function keyResponseKeys(
+  keyFields: readonly string[] | undefined,
+  fields: ReadonlyMap<string, CollectedField>,
+  plain: ReadonlySet<string>,
+): readonly string[] | undefined {
+  if (!keyFields) return undefined
+  const keys: string[] = []
+  for (let i = 0; i < keyFields.length; i++) {
+    const name = keyFields[i] as string
+    const alias = `${KEY_ALIAS_PREFIX}${i}`
+    if (fields.has(alias)) keys.push(alias)
+    else if (plain.has(name)) keys.push(name)
+    else return undefined
+  }
+  return keys
 }
 
 function collectInto(

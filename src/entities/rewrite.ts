@@ -44,24 +44,52 @@ function aliased(alias: string, fieldName: string): FieldNode {
 
 const typenameField = aliased(TYPENAME_ALIAS, '__typename')
 
-function keySelections(keyFields: readonly string[]): FieldNode[] {
-  return keyFields.map((name, i) => aliased(`${KEY_ALIAS_PREFIX}${i}`, name))
+/** `__strata_k<i>: <key field>` for each key field not already selected as is. */
+function keySelections(keyFields: readonly string[] | undefined, plain: ReadonlySet<string>): FieldNode[] {
+  const added: FieldNode[] = []
+  keyFields?.forEach((name, i) => {
+    if (!plain.has(name)) added.push(aliased(`${KEY_ALIAS_PREFIX}${i}`, name))
+  })
+  return added
 }
 
-function additionsFor(type: GraphQLCompositeType, hints: SchemaHints): SelectionNode[] {
-  const added: SelectionNode[] = [typenameField]
-  if (isObjectType(type)) {
-    const keys = hints.keyFields(type.name)
-    if (keys) added.push(...keySelections(keys))
-    return added
+/** Fields selected as is (no alias, arguments or directives): their values can be read directly. */
+function plainFieldNames(node: SelectionSetNode): Set<string> {
+  const names = new Set<string>()
+  for (const selection of node.selections) {
+    if (
+      selection.kind !== Kind.FIELD ||
+      selection.alias ||
+      selection.arguments?.length ||
+      selection.directives?.length
+    ) {
+      continue
+    }
+    names.add(selection.name.value)
   }
+  return names
+}
+
+/**
+ * What the rewrite adds to a selection set: key fields the client does not already
+ * select as is, and `__typename` where the type is abstract (on object types the
+ * runtime type is known from the schema, so nothing is added for it).
+ */
+function additionsFor(
+  type: GraphQLCompositeType,
+  node: SelectionSetNode,
+  hints: SchemaHints,
+): SelectionNode[] {
+  const plain = plainFieldNames(node)
+  if (isObjectType(type)) return keySelections(hints.keyFields(type.name), plain)
+  const added: SelectionNode[] = [typenameField]
   for (const typeName of hints.possibleTypeNames(type)) {
-    const keys = hints.keyFields(typeName)
-    if (!keys) continue
+    const keys = keySelections(hints.keyFields(typeName), plain)
+    if (keys.length === 0) continue
     const fragment: InlineFragmentNode = {
       kind: Kind.INLINE_FRAGMENT,
       typeCondition: { kind: Kind.NAMED_TYPE, name: { kind: Kind.NAME, value: typeName } },
-      selectionSet: { kind: Kind.SELECTION_SET, selections: keySelections(keys) },
+      selectionSet: { kind: Kind.SELECTION_SET, selections: keys },
     }
     added.push(fragment)
   }
@@ -102,7 +130,8 @@ export function analyzeDocument(document: DocumentNode, hints: SchemaHints): Doc
         leave(node: SelectionSetNode) {
           const type = typeInfo.getParentType()
           if (!type || !isCompositeType(type)) return undefined
-          return { ...node, selections: [...node.selections, ...additionsFor(type, hints)] }
+          const added = additionsFor(type, node, hints)
+          return added.length === 0 ? undefined : { ...node, selections: [...node.selections, ...added] }
         },
       },
     }),

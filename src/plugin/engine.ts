@@ -96,5 +96,6 @@ export function collectScope(state: SchemaState, facts: OperationFacts, args: Ex
     fragments: facts.fragments,
     variables: (args.variableValues ?? {}) as Record<string, unknown>,
     operation: facts.rewrittenOperation,
+    keyFields: state.hints.keyFields,
   }
 }

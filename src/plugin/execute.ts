@@ -150,7 +150,7 @@ export function watchMutation(
       // Declared invalidations fire only for root fields that resolved without error: a
       // failed (e.g. unauthorized) mutation must not let its caller purge the cache.
       const failed = new Set(result.errors?.map((error) => error.path?.[0]))
-      for (const [responseKey, { fieldName }] of fieldsFor(group, mutationType, scope)) {
+      for (const [responseKey, { fieldName }] of fieldsFor(group, mutationType, scope).fields) {
         if (!result.data || !(responseKey in result.data) || failed.has(responseKey)) continue
         for (const typeName of state.hints.invalidatedTypes(fieldName) ?? []) {
           for (const tag of tagsForTypeChange(typeName)) tags.add(tag)

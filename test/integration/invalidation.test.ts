@@ -35,6 +35,27 @@ describe('mutation invalidation', () => {
     expect((await server.query(ONE, { id: '1' })).cache).toBe('HIT')
   })
 
+  it('finds the entity however the client selects its key field (or not at all)', async () => {
+    const { server } = await start()
+    const shapes = [
+      'query($id: ID!) { post(id: $id) { title } }',
+      'query($id: ID!) { post(id: $id) { myId: id title } }',
+      'query($id: ID!, $withId: Boolean!) { post(id: $id) { id @include(if: $withId) title } }',
+      'query($id: ID!) { post(id: $id) { ...F } } fragment F on Post { id title }',
+      'query($id: ID!) { node(id: $id) { ... on Post { title } } }',
+    ]
+    for (const query of shapes) await server.query(query, { id: '2', withId: false })
+    for (const query of shapes)
+      expect((await server.query(query, { id: '2', withId: false })).cache, query).toBe('HIT')
+    await server.query('mutation { updatePost(id: "2", title: "Renamed") { id } }')
+    for (const query of shapes) {
+      const after = await server.query(query, { id: '2', withId: false })
+      expect(after.cache, query).toBe('MISS')
+      expect(after.text, query).toContain('Renamed')
+      expect(after.text, query).not.toContain('__strata')
+    }
+  })
+
   it('a create invalidates cached lists of that type', async () => {
     const { server } = await start()
     await server.query(LIST)
