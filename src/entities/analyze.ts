@@ -12,7 +12,13 @@ import {
 import type { PolicyState } from '../policy/policy.js'
 import { restrict } from '../policy/policy.js'
 import type { SchemaHints } from '../policy/schema-hints.js'
-import { type CollectedField, type CollectScope, type FieldGroup, fieldsFor } from './collect.js'
+import {
+  type CollectedField,
+  type CollectScope,
+  type FieldFacts,
+  type FieldGroup,
+  fieldsFor,
+} from './collect.js'
 import { ADDED_PREFIX, TYPENAME_ALIAS } from './rewrite.js'
 import { collectionTag, entityTag, typeTag } from './tags.js'
 
@@ -30,25 +36,14 @@ export interface Analysis {
   readonly complete: boolean
 }
 
-interface FieldMeta {
-  composite: boolean
-  /** The named return type when it is an object type (no `__typename` needed to know it). */
-  objectType: GraphQLObjectType | undefined
-  list: boolean
-  collectionTags: readonly string[]
-}
-
 interface Walk {
   readonly hints: SchemaHints
   readonly scope: CollectScope
-  readonly meta: Map<string, FieldMeta>
   readonly policy: PolicyState
   readonly tags: Set<string>
   readonly entities: Map<string, string>
   complete: boolean
 }
-
-const metaCache = new WeakMap<SchemaHints, Map<string, FieldMeta>>()
 
 /**
  * Walks an execution result once: strips what the rewrite added (respecting aliases
@@ -61,15 +56,9 @@ export function analyzeResult(
   hints: SchemaHints,
   scope: CollectScope,
 ): Analysis {
-  let meta = metaCache.get(hints)
-  if (!meta) {
-    meta = new Map()
-    metaCache.set(hints, meta)
-  }
   const walk: Walk = {
     hints,
     scope,
-    meta,
     policy: { maxAge: undefined, scope: undefined },
     tags: new Set(),
     entities: new Map(),
@@ -85,27 +74,25 @@ export function analyzeResult(
   }
 }
 
-function fieldMeta(walk: Walk, parent: GraphQLObjectType, fieldName: string): FieldMeta {
-  const cacheKey = `${parent.name}.${fieldName}`
-  let meta = walk.meta.get(cacheKey)
-  if (!meta) {
-    const field =
-      fieldName === '__schema'
-        ? SchemaMetaFieldDef
-        : fieldName === '__type'
-          ? TypeMetaFieldDef
-          : parent.getFields()[fieldName]
-    const named = field ? getNamedType(field.type) : undefined
-    const composite = named !== undefined && isCompositeType(named)
-    meta = {
-      composite,
-      objectType: named !== undefined && isObjectType(named) ? named : undefined,
-      list: field !== undefined && hasList(field.type),
-      collectionTags: composite ? walk.hints.possibleTypeNames(named).map(collectionTag) : [],
-    }
-    walk.meta.set(cacheKey, meta)
+/** Computes what `fieldName` on `parent` contributes; memoised on the collected field. */
+function computeFacts(walk: Walk, parent: GraphQLObjectType, fieldName: string, isRoot: boolean): FieldFacts {
+  const field =
+    fieldName === '__schema'
+      ? SchemaMetaFieldDef
+      : fieldName === '__type'
+        ? TypeMetaFieldDef
+        : parent.getFields()[fieldName]
+  const named = field ? getNamedType(field.type) : undefined
+  const composite = named !== undefined && isCompositeType(named)
+  // Introspection (`__schema`, `__type` and everything below) contributes no hint and no tag.
+  const introspection = fieldName.startsWith('__') || parent.name.startsWith('__')
+  return {
+    policy: introspection ? undefined : walk.hints.fieldPolicy(parent, fieldName, isRoot),
+    composite,
+    objectType: named !== undefined && isObjectType(named) ? named : undefined,
+    list: field !== undefined && hasList(field.type),
+    collectionTags: composite && !introspection ? walk.hints.possibleTypeNames(named).map(collectionTag) : [],
   }
-  return meta
 }
 
 function hasList(type: GraphQLOutputType): boolean {
@@ -130,21 +117,16 @@ function walkObject(
       out[responseKey] = fieldValue
       continue
     }
-    // Introspection (`__schema`, `__type` and everything below) contributes no hint and no tag.
-    const introspection = field.fieldName.startsWith('__') || type.name.startsWith('__')
-    if (!introspection) restrict(walk.policy, walk.hints.fieldPolicy(type, field.fieldName, isRoot))
-    const meta = fieldMeta(walk, type, field.fieldName)
-    if (!meta.composite) {
+    const facts = (field.facts ??= computeFacts(walk, type, field.fieldName, isRoot))
+    if (facts.policy) restrict(walk.policy, facts.policy)
+    if (!facts.composite) {
       out[responseKey] = fieldValue
       continue
     }
-    if (
-      !introspection &&
-      (meta.list || fieldValue == null || (Array.isArray(fieldValue) && fieldValue.length === 0))
-    ) {
-      for (const tag of meta.collectionTags) walk.tags.add(tag)
+    if (facts.list || fieldValue == null || (Array.isArray(fieldValue) && fieldValue.length === 0)) {
+      for (const tag of facts.collectionTags) walk.tags.add(tag)
     }
-    out[responseKey] = fieldValue == null ? fieldValue : walkValue(walk, fieldValue, field, meta)
+    out[responseKey] = fieldValue == null ? fieldValue : walkValue(walk, fieldValue, field, facts)
   }
   if (keyResponseKeys) addEntity(walk, type.name, value, keyResponseKeys)
   return out
@@ -164,17 +146,17 @@ function addEntity(
   walk.entities.set(tag, typeName)
 }
 
-function walkValue(walk: Walk, value: unknown, field: CollectedField, meta: FieldMeta): unknown {
+function walkValue(walk: Walk, value: unknown, field: CollectedField, facts: FieldFacts): unknown {
   if (Array.isArray(value)) {
     const out = new Array<unknown>(value.length)
     for (let i = 0; i < value.length; i++) {
       const item = value[i]
-      out[i] = item == null ? item : walkValue(walk, item, field, meta)
+      out[i] = item == null ? item : walkValue(walk, item, field, facts)
     }
     return out
   }
   const object = value as Record<string, unknown>
-  const runtimeType = meta.objectType ?? runtimeTypeOf(walk, object)
+  const runtimeType = facts.objectType ?? runtimeTypeOf(walk, object)
   if (!field.group || !runtimeType) {
     walk.complete = false
     return value

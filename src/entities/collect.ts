@@ -11,6 +11,7 @@ import {
   type ValueNode,
   valueFromASTUntyped,
 } from 'graphql'
+import type { PolicyState } from '../policy/policy.js'
 import { KEY_ALIAS_PREFIX } from './rewrite.js'
 
 /** Several field nodes merged under one response key, with their sub-selections. */
@@ -32,6 +33,20 @@ export interface CollectedField {
   readonly fieldName: string
   /** Sub-selections, when the field returns a composite type. */
   readonly group: FieldGroup | undefined
+  /** Filled by the result walk on first use, then reused by every later result. */
+  facts?: FieldFacts
+}
+
+/** What a collected field contributes to a result's policy and tags (fixed per parent type). */
+export interface FieldFacts {
+  /** The field's policy contribution; `undefined` for introspection, which contributes none. */
+  readonly policy: Readonly<PolicyState> | undefined
+  readonly composite: boolean
+  /** The named return type when it is an object type (no `__typename` needed to know it). */
+  readonly objectType: GraphQLObjectType | undefined
+  readonly list: boolean
+  /** Collection tags added when the field is a list, or null, or empty. */
+  readonly collectionTags: readonly string[]
 }
 
 /** Per-operation context for field collection. */

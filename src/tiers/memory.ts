@@ -100,8 +100,9 @@ export function memoryTier(options: MemoryTierOptions = {}): MemoryTier {
     },
     set(key, entry) {
       const ttl = entry.expiresAt - Date.now()
-      if (ttl <= 0 || memoryFootprint(key, entry) > maxBytes) return
-      lru.set(key, entry, { ttl })
+      const size = memoryFootprint(key, entry)
+      if (ttl <= 0 || size > maxBytes) return
+      lru.set(key, entry, { ttl, size })
       if (lru.peek(key) !== entry) return
       for (const tag of entry.tags) {
         let keys = index.get(tag)
