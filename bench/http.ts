@@ -49,6 +49,7 @@ interface Scenario {
   target: Target
   /** A fresh nonce per request turns every request into a miss. */
   nonce: boolean
+  bypass?: boolean
 }
 
 let nonce = 0
@@ -67,7 +68,11 @@ async function load(
       ? [
           {
             setupRequest: (request: autocannon.Request) => {
-              request.headers = { ...headers, 'x-bench-nonce': String(nonce++) }
+              request.headers = {
+                ...headers,
+                'x-bench-nonce': String(nonce++),
+                ...(scenario.bypass ? { 'x-bench-bypass': '1' } : {}),
+              }
               return request
             },
           },
@@ -97,6 +102,7 @@ try {
     { name: 'uncached', target: uncached, nonce: true },
     { name: 'strata hit', target: strata, nonce: false },
     { name: 'strata miss', target: strata, nonce: true },
+    { name: 'strata bypass', target: strata, nonce: true, bypass: true },
   ]
   await expectStatus(strata, {}, 'MISS')
   await expectStatus(strata, {}, 'HIT')

@@ -58,17 +58,18 @@ export function memoryTier(options: MemoryTierOptions = {}): MemoryTier {
     )
   }
   const name = options.name ?? memoryTierDefaults.name
-  const index = new Map<string, Set<string>>()
+  /** Tag → the keys carrying it. The Map also holds the one copy of each tag string entries share. */
+  const index = new Map<string, { readonly tag: string; readonly keys: Set<string> }>()
   let memberships = 0
   let evictions = 0
   let expirations = 0
 
   const unindex = (key: string, entry: CacheEntry): void => {
     for (const tag of entry.tags) {
-      const keys = index.get(tag)
-      if (!keys?.delete(key)) continue
+      const slot = index.get(tag)
+      if (!slot?.keys.delete(key)) continue
       memberships--
-      if (keys.size === 0) index.delete(tag)
+      if (slot.keys.size === 0) index.delete(tag)
     }
   }
 
@@ -102,17 +103,21 @@ export function memoryTier(options: MemoryTierOptions = {}): MemoryTier {
       const ttl = entry.expiresAt - Date.now()
       const size = memoryFootprint(key, entry)
       if (ttl <= 0 || size > maxBytes) return
-      lru.set(key, entry, { ttl, size })
-      if (lru.peek(key) !== entry) return
+      // A private copy whose tags point at the index's strings: thousands of entries share
+      // a few tag strings instead of each keeping its own (fewer objects for the GC to mark).
+      const stored = { ...entry, tags: [] as string[] }
+      lru.set(key, stored, { ttl, size })
+      if (lru.peek(key) !== stored) return
       for (const tag of entry.tags) {
-        let keys = index.get(tag)
-        if (!keys) {
-          keys = new Set()
-          index.set(tag, keys)
+        let slot = index.get(tag)
+        if (!slot) {
+          slot = { tag, keys: new Set() }
+          index.set(tag, slot)
         }
-        if (!keys.has(key)) {
-          keys.add(key)
+        if (!slot.keys.has(key)) {
+          slot.keys.add(key)
           memberships++
+          stored.tags.push(slot.tag)
         }
       }
     },
@@ -122,8 +127,8 @@ export function memoryTier(options: MemoryTierOptions = {}): MemoryTier {
     invalidate(tags) {
       let removed = 0
       for (const tag of tags) {
-        const keys = index.get(tag)
-        if (keys) removed += removeAll(keys)
+        const slot = index.get(tag)
+        if (slot) removed += removeAll(slot.keys)
       }
       return removed
     },

@@ -27,7 +27,7 @@ describe('memory tier', () => {
     const tier = memoryTier()
     const e = entry(['Post:1'])
     tier.set('k', e)
-    expect(tier.get('k')).toBe(e)
+    expect(tier.get('k')).toEqual(e)
     expect(tier.delete('k')).toBe(true)
     expect(tier.get('k')).toBeUndefined()
     expect(tier.indexedMemberships).toBe(0)
