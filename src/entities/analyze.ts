@@ -74,7 +74,13 @@ export function analyzeResult(
   }
 }
 
-/** Computes what `fieldName` on `parent` contributes; memoised on the collected field. */
+function memoiseFacts(walk: Walk, parent: GraphQLObjectType, field: CollectedField, isRoot: boolean): FieldFacts {
+  const facts = computeFacts(walk, parent, field.fieldName, isRoot)
+  field.facts = facts
+  return facts
+}
+
+/** Computes what `fieldName` on `parent` contributes (memoised on the collected field). */
 function computeFacts(walk: Walk, parent: GraphQLObjectType, fieldName: string, isRoot: boolean): FieldFacts {
   const field =
     fieldName === '__schema'
@@ -117,7 +123,7 @@ function walkObject(
       out[responseKey] = fieldValue
       continue
     }
-    const facts = (field.facts ??= computeFacts(walk, type, field.fieldName, isRoot))
+    const facts = field.facts ?? memoiseFacts(walk, type, field, isRoot)
     if (facts.policy) restrict(walk.policy, facts.policy)
     if (!facts.composite) {
       out[responseKey] = fieldValue
