@@ -74,7 +74,12 @@ export function analyzeResult(
   }
 }
 
-function memoiseFacts(walk: Walk, parent: GraphQLObjectType, field: CollectedField, isRoot: boolean): FieldFacts {
+function memoiseFacts(
+  walk: Walk,
+  parent: GraphQLObjectType,
+  field: CollectedField,
+  isRoot: boolean,
+): FieldFacts {
   const facts = computeFacts(walk, parent, field.fieldName, isRoot)
   field.facts = facts
   return facts
