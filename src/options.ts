@@ -2,6 +2,7 @@ import type { DocumentNode, GraphQLSchema } from 'graphql'
 import type { Logger } from 'pino'
 import { StrataOptionError } from './errors.js'
 import type { CacheHint } from './policy/policy.js'
+import { type BreakerOptions, breakerDefaults } from './tiers/breaker.js'
 import type { CacheTier } from './tiers/tier.js'
 
 /**
@@ -44,6 +45,11 @@ export interface StrataOptions<TContext = StrataContext> {
    * @default [memoryTier()]
    */
   tiers?: readonly CacheTier[]
+  /**
+   * Timeouts and circuit breaker of shared tiers (see `breakerDefaults`).
+   * @default { timeoutMs: 100, invalidateTimeoutMs: 1000, failureThreshold: 5, cooldownMs: 500, maxCooldownMs: 30000, maxPendingTags: 10000 }
+   */
+  breaker?: Partial<BreakerOptions>
   /**
    * maxAge (seconds) for root fields and composite-returning fields without a hint.
    * @default 0
@@ -224,6 +230,7 @@ const KNOWN = new Set([
   'debug',
   'singleFlight',
   'logger',
+  'breaker',
 ])
 
 /** Throws a `StrataOptionError` naming the first invalid option. */
@@ -319,6 +326,15 @@ export function validateOptions(options: unknown): void {
     (typeof header !== 'string' || !/^[A-Za-z0-9-]+$/.test(header))
   ) {
     fail('header', `must be a header name (letters, digits, '-') or false, got ${describe(header)}`)
+  }
+  if (options.breaker !== undefined) {
+    checkRecord(options.breaker, 'breaker')
+    for (const [name, value] of Object.entries(options.breaker)) {
+      if (!(name in breakerDefaults))
+        fail(`breaker.${name}`, `is not a breaker option; known: ${Object.keys(breakerDefaults).join(', ')}`)
+      if (!Number.isSafeInteger(value) || (value as number) < 1)
+        fail(`breaker.${name}`, `must be a whole number >= 1, got ${describe(value)}`)
+    }
   }
   const logger = options.logger as Partial<Logger> | undefined
   if (logger !== undefined && (typeof logger?.warn !== 'function' || typeof logger.child !== 'function')) {

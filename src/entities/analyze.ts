@@ -19,7 +19,7 @@ import {
   type FieldGroup,
   fieldsFor,
 } from './collect.js'
-import { ADDED_PREFIX, TYPENAME_ALIAS } from './rewrite.js'
+import { typenameAlias } from './rewrite.js'
 import { collectionTag, entityTag, typeTag } from './tags.js'
 
 /** What one walk over an execution result finds. */
@@ -32,6 +32,8 @@ export interface Analysis {
   readonly tags: Set<string>
   /** Entities found in the result: entity tag → type name. */
   readonly entities: Map<string, string>
+  /** Object types without key fields found in the result (tagged `Type:*` as a whole). */
+  readonly keylessTypes: Set<string>
   /** False when an object lacked the added `__typename` (the rewrite was bypassed): do not store. */
   readonly complete: boolean
 }
@@ -42,6 +44,7 @@ interface Walk {
   readonly policy: PolicyState
   readonly tags: Set<string>
   readonly entities: Map<string, string>
+  readonly keylessTypes: Set<string>
   complete: boolean
 }
 
@@ -62,6 +65,7 @@ export function analyzeResult(
     policy: { maxAge: undefined, scope: undefined },
     tags: new Set(),
     entities: new Map(),
+    keylessTypes: new Set(),
     complete: true,
   }
   const stripped = data == null ? null : walkObject(walk, data, rootType, rootGroup, true)
@@ -70,6 +74,7 @@ export function analyzeResult(
     policy: walk.policy,
     tags: walk.tags,
     entities: walk.entities,
+    keylessTypes: walk.keylessTypes,
     complete: walk.complete,
   }
 }
@@ -121,7 +126,7 @@ function walkObject(
   const { fields, keyResponseKeys } = fieldsFor(group, type, walk.scope)
   const out: Record<string, unknown> = {}
   for (const responseKey in value) {
-    if (responseKey.startsWith(ADDED_PREFIX)) continue
+    if (responseKey.startsWith(walk.scope.aliasPrefix)) continue
     const fieldValue = value[responseKey]
     const field = fields.get(responseKey)
     if (!field || field.fieldName === '__typename') {
@@ -139,7 +144,15 @@ function walkObject(
     }
     out[responseKey] = fieldValue == null ? fieldValue : walkValue(walk, fieldValue, field, facts)
   }
-  if (keyResponseKeys) addEntity(walk, type.name, value, keyResponseKeys)
+  if (isRoot || type.name.startsWith('__')) return out
+  if (keyResponseKeys) {
+    addEntity(walk, type.name, value, keyResponseKeys)
+  } else if (keyResponseKeys === null) {
+    walk.complete = false
+  } else if (!walk.keylessTypes.has(type.name)) {
+    walk.keylessTypes.add(type.name)
+    walk.tags.add(typeTag(type.name))
+  }
   return out
 }
 
@@ -150,7 +163,11 @@ function addEntity(
   keyResponseKeys: readonly string[],
 ): void {
   const keyValues = keyResponseKeys.map((key) => value[key])
-  if (keyValues.some((v) => v == null)) return
+  if (keyValues.includes(undefined)) {
+    walk.complete = false // the key field the rewrite asked for is missing: not our document's result
+    return
+  }
+  if (keyValues.includes(null)) return
   const tag = entityTag(typeName, keyValues)
   walk.tags.add(tag)
   walk.tags.add(typeTag(typeName))
@@ -177,7 +194,7 @@ function walkValue(walk: Walk, value: unknown, field: CollectedField, facts: Fie
 
 /** The concrete type of an object at an abstract position, from the `__typename` the rewrite added. */
 function runtimeTypeOf(walk: Walk, object: Record<string, unknown>): GraphQLObjectType | undefined {
-  const typeName = object[TYPENAME_ALIAS]
+  const typeName = object[typenameAlias(walk.scope.aliasPrefix)]
   const type = typeof typeName === 'string' ? walk.hints.schema.getType(typeName) : undefined
   return type && isObjectType(type) ? type : undefined
 }

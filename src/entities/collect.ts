@@ -12,7 +12,7 @@ import {
   valueFromASTUntyped,
 } from 'graphql'
 import type { PolicyState } from '../policy/policy.js'
-import { KEY_ALIAS_PREFIX } from './rewrite.js'
+import { keyAlias } from './rewrite.js'
 
 /** Several field nodes merged under one response key, with their sub-selections. */
 export interface FieldGroup {
@@ -25,8 +25,11 @@ export interface FieldGroup {
 export interface CollectedFields {
   /** By response key, in no particular order. */
   readonly fields: ReadonlyMap<string, CollectedField>
-  /** Response keys holding the type's key fields, or `undefined` when not all are selected. */
-  readonly keyResponseKeys: readonly string[] | undefined
+  /**
+   * Response keys holding the type's key fields; `undefined` for a type without key fields,
+   * `null` when the selection lacks one (the rewrite should have added it).
+   */
+  readonly keyResponseKeys: readonly string[] | null | undefined
 }
 
 export interface CollectedField {
@@ -58,6 +61,8 @@ export interface CollectScope {
   readonly operation: OperationDefinitionNode
   /** Key fields of an object type (see the `keyFields` option). */
   keyFields(typeName: string): readonly string[] | undefined
+  /** Prefix of the response keys the rewrite added to this document. */
+  readonly aliasPrefix: string
 }
 
 export function newGroup(selectionSets: readonly SelectionSetNode[]): FieldGroup {
@@ -83,7 +88,10 @@ export function fieldsFor(group: FieldGroup, type: GraphQLObjectType, scope: Col
     })
     if (!first.alias && !first.arguments?.length) plain.add(first.name.value)
   }
-  collectedFields = { fields, keyResponseKeys: keyResponseKeys(scope.keyFields(type.name), fields, plain) }
+  collectedFields = {
+    fields,
+    keyResponseKeys: keyResponseKeys(scope.keyFields(type.name), fields, plain, scope.aliasPrefix),
+  }
   group.byType.set(type.name, collectedFields)
   return collectedFields
 }
@@ -93,15 +101,16 @@ function keyResponseKeys(
   keyFields: readonly string[] | undefined,
   fields: ReadonlyMap<string, CollectedField>,
   plain: ReadonlySet<string>,
-): readonly string[] | undefined {
+  prefix: string,
+): readonly string[] | null | undefined {
   if (!keyFields) return undefined
   const keys: string[] = []
   for (let i = 0; i < keyFields.length; i++) {
     const name = keyFields[i] as string
-    const alias = `${KEY_ALIAS_PREFIX}${i}`
+    const alias = keyAlias(prefix, i)
     if (fields.has(alias)) keys.push(alias)
     else if (plain.has(name)) keys.push(name)
-    else return undefined
+    else return null
   }
   return keys
 }

@@ -15,12 +15,28 @@ import {
 } from 'graphql'
 import type { SchemaHints } from '../policy/schema-hints.js'
 
-/** Response key under which the rewrite asks for `__typename`. */
-export const TYPENAME_ALIAS = '__strata_t'
-/** Response key prefix for added key fields: `__strata_k0`, `__strata_k1`, ... */
-export const KEY_ALIAS_PREFIX = '__strata_k'
-/** Every response key the rewrite adds starts with this; they are stripped from results. */
-export const ADDED_PREFIX = '__strata_'
+/**
+ * Every response key the rewrite adds starts with the document's alias prefix (`__strata_`
+ * unless a client alias already starts with it; then `__strata1_`, ...): `<prefix>t` asks for
+ * `__typename`, `<prefix>k0`, `<prefix>k1`, ... for key fields. They are stripped from results.
+ */
+export const DEFAULT_ALIAS_PREFIX = '__strata_'
+
+export const typenameAlias = (prefix: string): string => `${prefix}t`
+export const keyAlias = (prefix: string, index: number): string => `${prefix}k${index}`
+
+/** A prefix no alias of the document starts with. */
+function aliasPrefixFor(document: DocumentNode): string {
+  const aliases: string[] = []
+  visit(document, {
+    Field(node) {
+      if (node.alias?.value.startsWith('__strata')) aliases.push(node.alias.value)
+    },
+  })
+  let prefix = DEFAULT_ALIAS_PREFIX
+  for (let n = 1; aliases.some((alias) => alias.startsWith(prefix)); n++) prefix = `__strata${n}_`
+  return prefix
+}
 
 /** What one parse of a document tells Strata, memoised per document and schema. */
 export interface DocumentFacts {
@@ -32,6 +48,8 @@ export interface DocumentFacts {
   readonly incremental: boolean
   /** `@skip` / `@include` depend on variables: field collection is per request. */
   readonly variableDirectives: boolean
+  /** Prefix of every response key the rewrite added. */
+  readonly aliasPrefix: string
 }
 
 function aliased(alias: string, fieldName: string): FieldNode {
@@ -42,13 +60,15 @@ function aliased(alias: string, fieldName: string): FieldNode {
   }
 }
 
-const typenameField = aliased(TYPENAME_ALIAS, '__typename')
-
-/** `__strata_k<i>: <key field>` for each key field not already selected as is. */
-function keySelections(keyFields: readonly string[] | undefined, plain: ReadonlySet<string>): FieldNode[] {
+/** `<prefix>k<i>: <key field>` for each key field not already selected as is. */
+function keySelections(
+  keyFields: readonly string[] | undefined,
+  plain: ReadonlySet<string>,
+  prefix: string,
+): FieldNode[] {
   const added: FieldNode[] = []
   keyFields?.forEach((name, i) => {
-    if (!plain.has(name)) added.push(aliased(`${KEY_ALIAS_PREFIX}${i}`, name))
+    if (!plain.has(name)) added.push(aliased(keyAlias(prefix, i), name))
   })
   return added
 }
@@ -79,12 +99,13 @@ function additionsFor(
   type: GraphQLCompositeType,
   node: SelectionSetNode,
   hints: SchemaHints,
+  prefix: string,
 ): SelectionNode[] {
   const plain = plainFieldNames(node)
-  if (isObjectType(type)) return keySelections(hints.keyFields(type.name), plain)
-  const added: SelectionNode[] = [typenameField]
+  if (isObjectType(type)) return keySelections(hints.keyFields(type.name), plain, prefix)
+  const added: SelectionNode[] = [aliased(typenameAlias(prefix), '__typename')]
   for (const typeName of hints.possibleTypeNames(type)) {
-    const keys = keySelections(hints.keyFields(typeName), plain)
+    const keys = keySelections(hints.keyFields(typeName), plain, prefix)
     if (keys.length === 0) continue
     const fragment: InlineFragmentNode = {
       kind: Kind.INLINE_FRAGMENT,
@@ -99,6 +120,7 @@ function additionsFor(
 /** Rewrites a (validated) document and reads the facts Strata needs from it. */
 export function analyzeDocument(document: DocumentNode, hints: SchemaHints): DocumentFacts {
   const typeInfo = new TypeInfo(hints.schema)
+  const aliasPrefix = aliasPrefixFor(document)
   let mayBePrivate = false
   let incremental = false
   let variableDirectives = false
@@ -130,11 +152,11 @@ export function analyzeDocument(document: DocumentNode, hints: SchemaHints): Doc
         leave(node: SelectionSetNode) {
           const type = typeInfo.getParentType()
           if (!type || !isCompositeType(type)) return undefined
-          const added = additionsFor(type, node, hints)
+          const added = additionsFor(type, node, hints, aliasPrefix)
           return added.length === 0 ? undefined : { ...node, selections: [...node.selections, ...added] }
         },
       },
     }),
   )
-  return { rewritten, mayBePrivate, incremental, variableDirectives }
+  return { rewritten, mayBePrivate, incremental, variableDirectives, aliasPrefix }
 }

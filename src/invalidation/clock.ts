@@ -1,14 +1,21 @@
+/** Stamps kept before the clock falls back to a conservative watermark. */
+const MAX_STAMPS = 4096
+
 /**
  * Guards against the write-after-invalidate race: a result whose execution began
- * before an invalidation of one of its tags must not be stored.
+ * before an invalidation of one of its tags must not be stored (nor a lookup's answer
+ * served, when a shared tier read it before the invalidation completed).
  *
  * Each execution takes the current sequence number when it starts; each invalidation
- * stamps its tags with a new, higher one. The stamp table only keeps stamps newer than
- * the oldest execution still running, so it stays small.
+ * stamps its tags with a new, higher one. Stamps are dropped as soon as no execution is
+ * running. If they pile up (long executions amid a stream of invalidations), they are
+ * replaced by a watermark: every execution that began before it counts as stale — the
+ * safe answer, at the cost of a few results not being stored.
  */
 export class InvalidationClock {
   #sequence = 0
-  #flushedAt = 0
+  /** Executions that began before this sequence are stale for every tag. */
+  #staleBefore = 0
   readonly #stamps = new Map<string, number>()
   /** Start sequence → number of executions in flight that started there. */
   readonly #running = new Map<number, number>()
@@ -26,28 +33,25 @@ export class InvalidationClock {
     if (count > 1) this.#running.set(start, count - 1)
     else this.#running.delete(start)
     if (this.#running.size === 0) this.#stamps.clear()
-    else if (this.#stamps.size > 4096) this.#prune()
   }
 
   /** Records that `tags` were invalidated now. */
   invalidated(tags: Iterable<string>): void {
-    if (this.#running.size === 0) {
-      this.#sequence++
-      return
-    }
     const stamp = ++this.#sequence
+    if (this.#running.size === 0) return
     for (const tag of tags) this.#stamps.set(tag, stamp)
+    if (this.#stamps.size > MAX_STAMPS) this.flushed()
   }
 
-  /** Records that everything was invalidated now (a flush or a clear). */
+  /** Records that everything was invalidated now (a flush, a clear, or too many stamps). */
   flushed(): void {
-    this.#flushedAt = ++this.#sequence
+    this.#staleBefore = ++this.#sequence
     this.#stamps.clear()
   }
 
   /** Whether any of `tags` was invalidated after the execution that began at `start`. */
   isStale(start: number, tags: Iterable<string>): boolean {
-    if (this.#flushedAt > start) return true
+    if (start < this.#staleBefore) return true
     if (this.#stamps.size === 0) return false
     for (const tag of tags) {
       const stamp = this.#stamps.get(tag)
@@ -59,11 +63,5 @@ export class InvalidationClock {
   /** Number of stamps kept (for tests: the table must stay bounded). */
   get size(): number {
     return this.#stamps.size
-  }
-
-  #prune(): void {
-    let oldest = Number.POSITIVE_INFINITY
-    for (const start of this.#running.keys()) if (start < oldest) oldest = start
-    for (const [tag, stamp] of this.#stamps) if (stamp <= oldest) this.#stamps.delete(tag)
   }
 }

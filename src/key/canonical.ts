@@ -14,6 +14,11 @@ export function canonicalJson(value: unknown): string {
     for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ',') + canonicalJson(value[i])
     return `${out}]`
   }
+  if (value instanceof Map) {
+    const entries = [...value].map(([k, v]) => `[${canonicalJson(k)},${canonicalJson(v)}]`).sort()
+    return `{"$map":[${entries.join(',')}]}`
+  }
+  if (value instanceof Set) return `{"$set":[${[...value].map(canonicalJson).sort().join(',')}]}`
   const toJSON = (value as { toJSON?: unknown }).toJSON
   if (typeof toJSON === 'function') return canonicalJson(toJSON.call(value))
   const record = value as Record<string, unknown>

@@ -90,6 +90,18 @@ export class StrataEngine {
   }
 }
 
+/** What `onExecuteDone` receives, narrowed to what Strata uses. */
+export interface DonePayload {
+  args: ExecutionArgs
+  result: unknown
+  setResult: (result: ExecutionResult) => void
+}
+
+/** A single execution result (not an incremental-delivery stream). */
+export function isExecutionResult(value: unknown): value is ExecutionResult {
+  return typeof value === 'object' && value !== null && !(Symbol.asyncIterator in value)
+}
+
 export function collectScope(state: SchemaState, facts: OperationFacts, args: ExecutionArgs): CollectScope {
   return {
     schema: state.hints.schema,
@@ -97,5 +109,6 @@ export function collectScope(state: SchemaState, facts: OperationFacts, args: Ex
     variables: (args.variableValues ?? {}) as Record<string, unknown>,
     operation: facts.rewrittenOperation,
     keyFields: state.hints.keyFields,
+    aliasPrefix: facts.aliasPrefix,
   }
 }

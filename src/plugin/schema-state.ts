@@ -28,7 +28,7 @@ export interface OperationFacts extends DocumentFacts {
 export class SchemaState {
   readonly hints: SchemaHints
   readonly version: string
-  readonly #documents = new WeakMap<DocumentNode, Map<string, OperationFacts | null>>()
+  readonly #documents = new WeakMap<DocumentNode, Map<string, OperationFacts>>()
 
   constructor(
     schema: GraphQLSchema,
@@ -47,12 +47,13 @@ export class SchemaState {
       this.#documents.set(document, byName)
     }
     const name = operationName ?? ''
-    let facts = byName.get(name)
+    let facts: OperationFacts | null | undefined = byName.get(name)
     if (facts === undefined) {
       facts = this.#build(document, operationName)
-      byName.set(name, facts)
+      // Unknown operation names are not memoised: a client could otherwise grow the map at will.
+      if (facts) byName.set(name, facts)
     }
-    return facts
+    return facts ?? null
   }
 
   #build(document: DocumentNode, operationName: string | null | undefined): OperationFacts | null {

@@ -15,8 +15,9 @@ import { memoryTier } from '../tiers/memory.js'
 import { isPromise } from '../tiers/tier.js'
 import { TieredCache, type TieredHit } from '../tiers/tiered.js'
 import { type AnyContext, StrataEngine } from './engine.js'
-import { executeMiss, watchMutation } from './execute.js'
 import { HttpReporter, type ResponsePayload } from './http.js'
+import { executeMiss } from './miss.js'
+import { watchMutation } from './mutation.js'
 import { SchemaState } from './schema-state.js'
 
 /** Programmatic control over a Strata instance. */
@@ -37,7 +38,7 @@ export interface StrataHandle {
 }
 
 /** The plugin `useStrata` returns: an Envelop plugin (with Yoga hooks) plus its handle. */
-export type StrataPlugin = Plugin<AnyContext> & {
+export type StrataPlugin = Required<Pick<Plugin<AnyContext>, 'onSchemaChange' | 'onExecute'>> & {
   onResponse(payload: ResponsePayload): void
   readonly strata: StrataHandle
 }
@@ -56,7 +57,7 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
   const settings = { ...strataDefaults, ...definedOnly(options) }
   const tenantOf = options.tenant
   const engine = new StrataEngine(
-    new TieredCache(options.tiers ?? [memoryTier()], logger),
+    new TieredCache(options.tiers ?? [memoryTier()], logger, options.breaker),
     new HttpReporter(settings.header, settings.cacheControlHeader, tenantOf === false),
     settings,
     logger,
@@ -146,8 +147,18 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
         return engine.serveCoalesced(body, context, payload.setResultAndStopExecution)
       })
     }
-    const lookup = engine.cache.get(key)
-    return isPromise(lookup) ? lookup.then(afterLookup) : afterLookup(lookup)
+    // A shared tier answers asynchronously: an entry it read before an invalidation that
+    // completed meanwhile must be neither served nor promoted.
+    const sequence = engine.clock.begin()
+    const lookup = engine.cache.get(key, (entry) => !engine.clock.isStale(sequence, entry.tags))
+    if (!isPromise(lookup)) {
+      engine.clock.end(sequence)
+      return afterLookup(lookup)
+    }
+    return lookup.then((hit) => {
+      engine.clock.end(sequence)
+      return afterLookup(hit)
+    })
   }
 
   return {

@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache'
 import { StrataOptionError } from '../errors.js'
 import { keyTenant } from '../key/key.js'
-import type { CacheEntry, CacheTier, TierStats } from './tier.js'
+import type { CacheEntry, CacheTier, EntryPage, EntryQuery, TierStats } from './tier.js'
 
 /** Options of {@link memoryTier}. */
 export interface MemoryTierOptions {
@@ -32,12 +32,14 @@ export function memoryFootprint(key: string, entry: CacheEntry): number {
 
 /** The memory tier as returned by {@link memoryTier}, with introspection for tests and stats. */
 export interface MemoryTier extends CacheTier {
+  readonly shared: false
   get(key: string): CacheEntry | undefined
   set(key: string, entry: CacheEntry): void
   delete(key: string): boolean
   invalidate(tags: readonly string[]): number
   clear(tenant?: string | null): number
-  stats(): TierStats
+  stats(): TierStats & { entries: number; bytes: number }
+  list(query: EntryQuery): EntryPage
   /** Number of distinct tags in the index. */
   readonly indexedTags: number
   /** Sum of (tag, key) memberships in the index. */
@@ -91,6 +93,7 @@ export function memoryTier(options: MemoryTierOptions = {}): MemoryTier {
 
   return {
     name,
+    shared: false,
     get(key) {
       const entry = lru.get(key)
       if (entry !== undefined && entry.expiresAt <= Date.now()) {
@@ -143,8 +146,19 @@ export function memoryTier(options: MemoryTierOptions = {}): MemoryTier {
         if (entry.tenant === tenant && keyTenant(key) === tenant) keys.push(key)
       return removeAll(keys)
     },
-    stats(): TierStats {
+    stats() {
       return { entries: lru.size, bytes: lru.calculatedSize, evictions, expirations }
+    },
+    list(query) {
+      const matching: [string, CacheEntry][] = []
+      for (const [key, entry] of lru.entries()) {
+        if (query.cursor !== undefined && key <= query.cursor) continue
+        if (matchesQuery(key, entry, query)) matching.push([key, entry])
+      }
+      matching.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      const page = matching.slice(0, query.limit)
+      const last = page.length === query.limit && matching.length > query.limit ? page.at(-1)?.[0] : undefined
+      return { entries: page.map(([key, entry]) => summarize(key, entry)), cursor: last }
     },
     get indexedTags() {
       return index.size
@@ -153,4 +167,17 @@ export function memoryTier(options: MemoryTierOptions = {}): MemoryTier {
       return memberships
     },
   }
+}
+
+/** Whether an entry passes an admin listing's filters (shared by every tier's `list`). */
+export function matchesQuery(key: string, entry: CacheEntry, query: EntryQuery): boolean {
+  if (query.tenant !== undefined && (entry.tenant !== query.tenant || keyTenant(key) !== query.tenant))
+    return false
+  if (query.operationName !== undefined && entry.operationName !== query.operationName) return false
+  return query.tag === undefined || entry.tags.includes(query.tag)
+}
+
+export function summarize(key: string, entry: CacheEntry) {
+  const { tenant, operationName, tags, size, createdAt, expiresAt } = entry
+  return { key, tenant, operationName, tags, size, createdAt, expiresAt }
 }

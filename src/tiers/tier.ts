@@ -22,12 +22,63 @@ export interface CacheEntry {
   readonly expiresAt: number
 }
 
-/** Counters and sizes a tier reports. */
+/** Counters and sizes a tier reports; `null` where the tier cannot tell cheaply. */
 export interface TierStats {
-  readonly entries: number
-  readonly bytes: number
+  readonly entries: number | null
+  readonly bytes: number | null
   readonly evictions: number
   readonly expirations: number
+}
+
+/** Options of a write. */
+export interface SetOptions {
+  /**
+   * Epoch milliseconds at which the execution that produced the entry began. A shared tier
+   * refuses the write when one of the entry's tags was invalidated (by any instance) after
+   * that moment, or shortly before it (clock skew between hosts).
+   */
+  readonly startedAt?: number
+}
+
+/** Which entries `list` returns. */
+export interface EntryQuery {
+  /** Only this tenant's entries (`null`: tenancy-off entries). */
+  readonly tenant?: string | null
+  readonly operationName?: string
+  readonly tag?: string
+  /** Opaque cursor from the previous page. */
+  readonly cursor?: string
+  readonly limit: number
+}
+
+export interface EntrySummary {
+  readonly key: string
+  readonly tenant: string | null
+  readonly operationName: string | null
+  readonly tags: readonly string[]
+  readonly size: number
+  readonly createdAt: number
+  readonly expiresAt: number
+}
+
+export interface EntryPage {
+  readonly entries: readonly EntrySummary[]
+  /** Pass back to get the next page; `undefined` on the last page. */
+  readonly cursor: string | undefined
+}
+
+/** A message between instances: what one instance invalidated, for the others' local tiers. */
+export type BusMessage =
+  | { readonly kind: 'invalidate'; readonly tags: readonly string[] }
+  | { readonly kind: 'clear'; readonly tenant: string | null | undefined }
+
+/** Carries invalidations between instances (Redis pub/sub, PostgreSQL NOTIFY). */
+export interface CacheBus {
+  readonly name: string
+  /** Starts listening. `onGap` is called whenever messages may have been missed (reconnects). */
+  start(handlers: { onMessage(message: BusMessage): void; onGap(reason: string): void }): Promise<void>
+  publish(message: BusMessage): Promise<void>
+  close(): Promise<void>
 }
 
 /**
@@ -38,18 +89,24 @@ export interface TierStats {
 export interface CacheTier {
   /** Short name used in logs, stats and `extensions.strata.tier`. */
   readonly name: string
-  /** The live entry under `key`, or `undefined`. Never returns an expired entry. */
+  /** Shared by every instance (Redis, PostgreSQL) rather than local to this process. */
+  readonly shared: boolean
+  /** The live entry under `key`, or `undefined`. Never returns an expired, corrupt or foreign entry. */
   get(key: string): MaybePromise<CacheEntry | undefined>
   /** Stores `entry` under `key` until `entry.expiresAt`, indexed by its tags. */
-  set(key: string, entry: CacheEntry): MaybePromise<void>
+  set(key: string, entry: CacheEntry, options?: SetOptions): MaybePromise<void>
   /** Removes one entry; resolves whether it existed. */
   delete(key: string): MaybePromise<boolean>
   /** Removes every entry carrying any of `tags`; resolves how many were removed. */
   invalidate(tags: readonly string[]): MaybePromise<number>
-  /** Removes every entry of `tenant`, or every entry when `tenant` is `undefined`. */
+  /** Removes every entry of `tenant` (`null`: tenancy-off entries), or every entry when `undefined`. */
   clear(tenant?: string | null): MaybePromise<number>
+  /** Entries for the admin field, filtered and paginated. */
+  list(query: EntryQuery): MaybePromise<EntryPage>
   stats(): MaybePromise<TierStats>
-  /** Releases timers and connections the tier owns. */
+  /** A bus over the same service, used when no bus is configured explicitly. */
+  createBus?(): CacheBus
+  /** Releases timers and connections the tier owns (never the client it was given). */
   close?(): MaybePromise<void>
 }
 

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino'
-import { type CacheEntry, type CacheTier, isPromise, type MaybePromise } from './tier.js'
+import { type BreakerOptions, type BreakerStats, breakerDefaults, TierGuard } from './breaker.js'
+import { type CacheEntry, type CacheTier, isPromise, type MaybePromise, type SetOptions } from './tier.js'
 
 /** A hit: the entry and the tier that held it. */
 export interface TieredHit {
@@ -7,28 +8,51 @@ export interface TieredHit {
   readonly tier: string
 }
 
+/** Decides whether an entry read from a shared tier may still be served (not invalidated meanwhile). */
+export type FreshnessCheck = (entry: CacheEntry) => boolean
+
 /**
- * Reads tiers in order (memory first) and promotes a lower-tier hit upward with its
- * remaining TTL; writes and invalidates every tier. A tier that throws or rejects is
- * logged and skipped: the cache never fails a request.
+ * Reads tiers in order (local first) and promotes a lower-tier hit upward with its
+ * remaining TTL; writes and invalidates every tier. Shared tiers run behind a timeout and a
+ * circuit breaker: a tier that fails or hangs is skipped, and the cache never fails a request.
  */
 export class TieredCache {
   readonly tiers: readonly CacheTier[]
+  readonly #guards: readonly (TierGuard | undefined)[]
   readonly #logger: Logger
 
-  constructor(tiers: readonly CacheTier[], logger: Logger) {
+  constructor(tiers: readonly CacheTier[], logger: Logger, breaker: Partial<BreakerOptions> = {}) {
     this.tiers = tiers
     this.#logger = logger
+    const options = { ...breakerDefaults, ...breaker }
+    this.#guards = tiers.map((tier) => (tier.shared ? new TierGuard(tier, options, logger) : undefined))
   }
 
-  /** Synchronous when the answering tier is (the memory tier on a hit). */
-  get(key: string): MaybePromise<TieredHit | undefined> {
-    return this.#getFrom(0, key)
+  /**
+   * The first live entry, searching tiers in order. Synchronous when the answering tier is
+   * (a memory hit). A shared-tier entry that `fresh` rejects is neither served nor promoted.
+   */
+  get(key: string, fresh?: FreshnessCheck): MaybePromise<TieredHit | undefined> {
+    return this.#getFrom(0, key, fresh)
   }
 
-  #getFrom(start: number, key: string): MaybePromise<TieredHit | undefined> {
+  #getFrom(
+    start: number,
+    key: string,
+    fresh: FreshnessCheck | undefined,
+  ): MaybePromise<TieredHit | undefined> {
     for (let i = start; i < this.tiers.length; i++) {
       const tier = this.tiers[i] as CacheTier
+      const guard = this.#guards[i]
+      if (guard) {
+        if (!guard.available) continue
+        return guard
+          .run('get', () => tier.get(key))
+          .then(
+            (entry) => this.#hit(i, key, entry, fresh) ?? this.#getFrom(i + 1, key, fresh),
+            () => this.#getFrom(i + 1, key, fresh),
+          )
+      }
       let answer: MaybePromise<CacheEntry | undefined>
       try {
         answer = tier.get(key)
@@ -38,57 +62,90 @@ export class TieredCache {
       }
       if (isPromise(answer)) {
         return answer.then(
-          (entry) => (entry ? this.#hit(i, key, entry) : this.#getFrom(i + 1, key)),
+          (entry) => this.#hit(i, key, entry, fresh) ?? this.#getFrom(i + 1, key, fresh),
           (error: unknown) => {
             this.#fault(tier, 'get', error)
-            return this.#getFrom(i + 1, key)
+            return this.#getFrom(i + 1, key, fresh)
           },
         )
       }
-      if (answer) return this.#hit(i, key, answer)
+      const hit = this.#hit(i, key, answer, fresh)
+      if (hit) return hit
     }
     return undefined
   }
 
-  #hit(index: number, key: string, entry: CacheEntry): TieredHit | undefined {
-    if (entry.expiresAt <= Date.now()) return undefined
-    for (let i = 0; i < index; i++) this.#write(this.tiers[i] as CacheTier, key, entry)
-    return { entry, tier: (this.tiers[index] as CacheTier).name }
+  #hit(index: number, key: string, entry: CacheEntry | undefined, fresh: FreshnessCheck | undefined) {
+    if (!entry || entry.expiresAt <= Date.now()) return undefined
+    const tier = this.tiers[index] as CacheTier
+    if (tier.shared && fresh && !fresh(entry)) return undefined
+    for (let i = 0; i < index; i++) this.#write(i, key, entry, {})
+    return { entry, tier: tier.name }
   }
 
   /** Writes to every tier; never waits for a shared tier. */
-  set(key: string, entry: CacheEntry): void {
-    for (const tier of this.tiers) this.#write(tier, key, entry)
+  set(key: string, entry: CacheEntry, options: SetOptions = {}): void {
+    for (let i = 0; i < this.tiers.length; i++) this.#write(i, key, entry, options)
   }
 
-  #write(tier: CacheTier, key: string, entry: CacheEntry): void {
+  #write(index: number, key: string, entry: CacheEntry, options: SetOptions): void {
+    const tier = this.tiers[index] as CacheTier
+    const guard = this.#guards[index]
+    if (guard) {
+      if (guard.available) guard.run('set', () => tier.set(key, entry, options)).catch(() => {})
+      return
+    }
     try {
-      const done = tier.set(key, entry)
+      const done = tier.set(key, entry, options)
       if (isPromise(done)) done.catch((error: unknown) => this.#fault(tier, 'set', error))
     } catch (error) {
       this.#fault(tier, 'set', error)
     }
   }
 
-  /** Invalidates tags in every tier; resolves when all have answered. */
+  /** Invalidates tags in every tier; resolves when all have answered (or timed out). */
   invalidate(tags: readonly string[]): Promise<Record<string, number>> {
-    return this.#everyTier('invalidate', (tier) => tier.invalidate(tags))
+    return this.#everyTier('invalidate', (tier, guard) =>
+      guard ? guard.invalidate(tags) : tier.invalidate(tags),
+    )
+  }
+
+  /** Invalidates tags in the local (non-shared) tiers only: what another instance already did for the shared ones. */
+  invalidateLocal(tags: readonly string[]): Promise<Record<string, number>> {
+    return this.#everyTier('invalidate', (tier) => tier.invalidate(tags), false)
   }
 
   /** Clears one tenant (or everything) in every tier. */
   clear(tenant?: string | null): Promise<Record<string, number>> {
-    return this.#everyTier('clear', (tier) => tier.clear(tenant))
+    return this.#everyTier('clear', (tier, guard) => (guard ? guard.clear(tenant) : tier.clear(tenant)))
+  }
+
+  /** Clears the local tiers only. */
+  clearLocal(tenant?: string | null): Promise<Record<string, number>> {
+    return this.#everyTier('clear', (tier) => tier.clear(tenant), false)
+  }
+
+  /** Circuit state of each shared tier. */
+  health(): Record<string, BreakerStats> {
+    const out: Record<string, BreakerStats> = {}
+    this.tiers.forEach((tier, i) => {
+      const guard = this.#guards[i]
+      if (guard) out[tier.name] = guard.stats()
+    })
+    return out
   }
 
   async #everyTier(
     operation: string,
-    run: (tier: CacheTier) => MaybePromise<number>,
+    run: (tier: CacheTier, guard: TierGuard | undefined) => MaybePromise<number>,
+    includeShared = true,
   ): Promise<Record<string, number>> {
     const counts: Record<string, number> = {}
     await Promise.all(
-      this.tiers.map(async (tier) => {
+      this.tiers.map(async (tier, i) => {
+        if (!includeShared && tier.shared) return
         try {
-          counts[tier.name] = await run(tier)
+          counts[tier.name] = await run(tier, this.#guards[i])
         } catch (error) {
           this.#fault(tier, operation, error)
           counts[tier.name] = 0
@@ -99,6 +156,7 @@ export class TieredCache {
   }
 
   async close(): Promise<void> {
+    for (const guard of this.#guards) guard?.close()
     await Promise.all(this.tiers.map(async (tier) => tier.close?.()))
   }
 

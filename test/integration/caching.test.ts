@@ -147,12 +147,32 @@ describe('never stored', () => {
     expect(first.json.errors?.[0]?.message).toBe('boom')
     expect((await server.query('{ broken { id } }')).cache).toBe('MISS')
     expect(strata.stats().skippedStores.errors).toBe(2)
+  })
 
-    const { server: lenient } = await start({ cacheErrors: true })
-    const a = await lenient.query('{ broken { id } }')
-    const b = await lenient.query('{ broken { id } }')
+  it('with cacheErrors, stores only errors raised on purpose (GraphQLError), never unexpected ones', async () => {
+    const { server } = await start({ cacheErrors: true })
+    const a = await server.query('{ notFound { id } posts { id } }')
+    const b = await server.query('{ notFound { id } posts { id } }')
+    expect(a.json.errors?.[0]?.extensions?.code).toBe('NOT_FOUND')
     expect(b.cache).toBe('HIT')
-    expect(b.json).toEqual(a.json)
+    expect(b.text).toBe(a.text)
+    await server.query('{ broken { id } posts { id } }')
+    expect((await server.query('{ broken { id } posts { id } }')).cache).toBe('MISS')
+  })
+
+  it('a HIT never reveals an error that masking hid on the MISS', async () => {
+    const plugin = useStrata({ tenant: false, cacheErrors: true })
+    const server = await startServer({
+      schema: blogSchema(new BlogStore()),
+      plugins: [plugin],
+      maskedErrors: true,
+    })
+    servers.push(server)
+    const miss = await server.query('{ broken { id } posts { id } }')
+    const again = await server.query('{ broken { id } posts { id } }')
+    expect(miss.json.errors?.[0]?.message).toBe('Unexpected error.')
+    expect(again.cache).toBe('MISS')
+    expect(again.text).not.toContain('boom')
   })
 
   it('does not store results whose maxAge is 0', async () => {

@@ -1,3 +1,4 @@
+import { GraphQLError } from 'graphql'
 import { createSchema } from 'graphql-yoga'
 import { strataDirectivesSdl } from '../../src/index.js'
 
@@ -17,6 +18,7 @@ export class BlogStore {
     ['a2', { id: 'a2', name: 'Grace', email: 'grace@example.com' }],
   ])
   calls = { posts: 0, post: 0, me: 0, slowPost: 0 }
+  tags = [{ label: 'a' }, { label: 'b' }]
   nextId = 1
   /** When set, `slowPost` waits for it before reading (to interleave a mutation). */
   gate: Promise<void> | undefined
@@ -76,8 +78,11 @@ export const blogTypeDefs = /* GraphQL */ `
     search(text: String!): [SearchResult!]! @cacheControl(maxAge: 30)
     me: Me @cacheControl(maxAge: 30, scope: PRIVATE)
     tags: [Tag!]! @cacheControl(maxAge: 30)
+    firstTag: Tag @cacheControl(maxAge: 30)
     uncached: String
+    viewer: String
     broken: Post @cacheControl(maxAge: 30)
+    notFound: Post @cacheControl(maxAge: 30)
     big(size: Int!): String @cacheControl(maxAge: 30)
   }
 
@@ -87,6 +92,7 @@ export const blogTypeDefs = /* GraphQL */ `
     unpublishPost(id: ID!): Post
     deletePost(id: ID!): Boolean! @invalidates(types: ["Post"])
     touchNothing: Boolean!
+    addTag(label: String!): Tag!
   }
 `
 
@@ -124,10 +130,18 @@ export function blogSchema(store: BlogStore) {
           const user = ctx.request.headers.get('x-user-id')
           return user ? { id: user, name: `User ${user}` } : null
         },
-        tags: () => [{ label: 'a' }, { label: 'b' }],
+        tags: () => store.tags,
+        firstTag: () => store.tags[0] ?? null,
         uncached: () => 'fresh',
+        viewer: async (_: unknown, __: unknown, ctx: { request: Request }) => {
+          await new Promise((r) => setTimeout(r, 30))
+          return `secret of ${ctx.request.headers.get('x-user-id')}`
+        },
         broken: () => {
           throw new Error('boom')
+        },
+        notFound: () => {
+          throw new GraphQLError('no such post', { extensions: { code: 'NOT_FOUND' } })
         },
         big: (_: unknown, { size }: { size: number }) => 'x'.repeat(size),
       },
@@ -152,6 +166,11 @@ export function blogSchema(store: BlogStore) {
           return store.posts.delete(id)
         },
         touchNothing: () => true,
+        addTag: (_: unknown, { label }: { label: string }) => {
+          const tag = { label }
+          store.tags.unshift(tag)
+          return tag
+        },
       },
     },
   })

@@ -29,6 +29,7 @@ export interface TestServer {
 export async function startServer(options: {
   schema: GraphQLSchema
   plugins: Plugin[]
+  maskedErrors?: boolean
 }): Promise<TestServer> {
   const yoga = createYoga({ logging: false, maskedErrors: false, ...options })
   const server: Server = createServer(yoga)

@@ -24,6 +24,16 @@ describe('InvalidationClock', () => {
     clock.flushed()
     expect(clock.isStale(start, [])).toBe(true)
   })
+  it('stays bounded when an execution never ends, and then errs on the safe side', () => {
+    const clock = new InvalidationClock()
+    const stuck = clock.begin()
+    for (let i = 0; i < 50_000; i++) clock.invalidated([`Post:${i}`])
+    expect(clock.size).toBeLessThanOrEqual(4096)
+    expect(clock.isStale(stuck, ['Unrelated:1'])).toBe(true)
+    const fresh = clock.begin()
+    expect(clock.isStale(fresh, ['Post:1'])).toBe(false)
+  })
+
   it('keeps its stamp table bounded while executions keep overlapping', () => {
     const clock = new InvalidationClock()
     let previous = clock.begin()
@@ -33,7 +43,7 @@ describe('InvalidationClock', () => {
       clock.end(previous)
       previous = next
     }
-    expect(clock.size).toBeLessThanOrEqual(4097)
+    expect(clock.size).toBeLessThanOrEqual(4096)
     clock.end(previous)
     expect(clock.size).toBe(0)
   })

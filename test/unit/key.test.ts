@@ -24,6 +24,26 @@ describe('canonicalJson', () => {
     expect(canonicalJson({ a: '1' })).not.toBe(canonicalJson({ a: 1 }))
     expect(canonicalJson({ a: null })).not.toBe(canonicalJson({}))
   })
+  it('distinguishes Maps and Sets by content, ignoring insertion order', () => {
+    expect(canonicalJson(new Map([['a', 1]]))).not.toBe(canonicalJson(new Map([['a', 2]])))
+    expect(
+      canonicalJson(
+        new Map([
+          ['a', 1],
+          ['b', 2],
+        ]),
+      ),
+    ).toBe(
+      canonicalJson(
+        new Map([
+          ['b', 2],
+          ['a', 1],
+        ]),
+      ),
+    )
+    expect(canonicalJson(new Set(['x', 'y']))).toBe(canonicalJson(new Set(['y', 'x'])))
+    expect(canonicalJson(new Set(['x']))).not.toBe(canonicalJson(new Set(['y'])))
+  })
   it('drops undefined members like JSON does', () => {
     expect(canonicalJson({ a: undefined, b: 1 })).toBe('{"b":1}')
   })

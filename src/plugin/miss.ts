@@ -1,0 +1,177 @@
+import { type ExecutionArgs, type ExecutionResult, GraphQLError, type GraphQLObjectType } from 'graphql'
+import { analyzeResult } from '../entities/analyze.js'
+import { bump, type SkipReason } from '../observability/stats.js'
+import { cacheablePolicy } from '../policy/policy.js'
+import { isPromise } from '../tiers/tier.js'
+import { withBody } from './cached-result.js'
+import {
+  collectScope,
+  type DonePayload,
+  type ExecutePayload,
+  isExecutionResult,
+  type StrataEngine,
+} from './engine.js'
+import type { OperationFacts, SchemaState } from './schema-state.js'
+import type { Flight } from './single-flight.js'
+
+/** A query that missed every tier, with its identity. */
+export interface Miss {
+  readonly facts: OperationFacts
+  readonly state: SchemaState
+  readonly key: string
+  readonly tenant: string | null
+  readonly session: string | null
+}
+
+/**
+ * How long after its execution settles a run waits for `onExecuteDone` before it gives
+ * up storing and lets waiters execute on their own (a plugin before Strata threw).
+ */
+const DONE_GRACE_MS = 1000
+
+/**
+ * Executes a miss: runs the rewritten document (leading a single flight), then strips
+ * what the rewrite added, computes policy and tags, and stores the serialized body
+ * unless a rule forbids it.
+ */
+export function executeMiss(engine: StrataEngine, payload: ExecutePayload, miss: Miss) {
+  engine.stats.misses++
+  const run = new MissRun(engine, miss)
+  const { executeFn } = payload
+  payload.setExecuteFn((args: ExecutionArgs) => run.execute(executeFn, args))
+  return { onExecuteDone: (done: DonePayload) => run.done(done) }
+}
+
+/**
+ * One miss's execution. The flight and the invalidation clock start only when execution
+ * really starts (a later plugin may stop or fail the request before), and the run always
+ * ends: in `onExecuteDone`, when execution throws, or after a grace period.
+ */
+class MissRun {
+  #flight: Flight | undefined
+  #start = 0
+  #startedAt = 0
+  #state: 'idle' | 'running' | 'ended' = 'idle'
+  #timer: ReturnType<typeof setTimeout> | undefined
+
+  constructor(
+    readonly engine: StrataEngine,
+    readonly miss: Miss,
+  ) {}
+
+  execute(executeFn: ExecutePayload['executeFn'], args: ExecutionArgs) {
+    const { engine, miss } = this
+    this.#state = 'running'
+    this.#flight = engine.settings.singleFlight ? engine.flights.lead(miss.key) : undefined
+    this.#start = engine.clock.begin()
+    this.#startedAt = Date.now()
+    try {
+      const result = executeFn({ ...args, document: miss.facts.rewritten })
+      if (isPromise(result))
+        result.then(
+          () => this.#arm(),
+          () => this.#end(undefined),
+        )
+      else this.#arm()
+      return result
+    } catch (error) {
+      this.#end(undefined)
+      throw error
+    }
+  }
+
+  done({ args, result, setResult }: DonePayload): void {
+    if (this.#state !== 'running') return // not our execution's result, or given up on
+    clearTimeout(this.#timer)
+    let shared: string | undefined
+    try {
+      if (isExecutionResult(result)) shared = this.#store(args, result, setResult)
+    } finally {
+      this.#end(shared)
+    }
+  }
+
+  #arm(): void {
+    if (this.#state !== 'running') return
+    this.#timer = setTimeout(() => this.#end(undefined), DONE_GRACE_MS)
+    this.#timer.unref?.()
+  }
+
+  #end(shared: string | undefined): void {
+    if (this.#state === 'ended') return
+    const started = this.#state === 'running'
+    this.#state = 'ended'
+    clearTimeout(this.#timer)
+    if (started) this.engine.clock.end(this.#start)
+    this.#flight?.land(shared)
+  }
+
+  /** Analyses and stores the result; returns the body when it was stored (waiters may share it). */
+  #store(args: ExecutionArgs, result: ExecutionResult, setResult: (result: ExecutionResult) => void) {
+    const { engine } = this
+    const { facts, state, key, tenant, session } = this.miss
+    const { settings, stats } = engine
+    const rootType = state.hints.schema.getQueryType() as GraphQLObjectType
+    const scope = collectScope(state, facts, args)
+    const analysis = analyzeResult(result.data, rootType, facts.rootGroup(), state.hints, scope)
+    const stripped: ExecutionResult = { data: analysis.data }
+    if (result.errors) stripped.errors = result.errors
+    if (result.extensions) stripped.extensions = result.extensions
+    const policy = cacheablePolicy(analysis.policy)
+    const errors = result.errors ?? []
+    const body = JSON.stringify(errors.length > 0 ? { errors, data: stripped.data } : { data: stripped.data })
+    const size = Buffer.byteLength(body)
+
+    let skip: SkipReason | undefined
+    if (!analysis.complete) skip = 'not-analysable'
+    else if (errors.length > 0 && !(settings.cacheErrors && errors.every(isExpectedError))) skip = 'errors'
+    else if (!policy) skip = 'uncacheable'
+    else if (policy.scope === 'PRIVATE' && session === null) skip = 'private-no-session'
+    else if (engine.clock.isStale(this.#start, analysis.tags)) skip = 'invalidated-during-execution'
+    else if (size > settings.maxEntryBytes) skip = 'too-large'
+
+    const stale = skip === 'invalidated-during-execution' || skip === 'not-analysable'
+    engine.http.record(args.contextValue, {
+      status: 'MISS',
+      httpPolicy: errors.length > 0 || stale ? null : policy,
+    })
+    let stored = false
+    if (skip !== undefined) {
+      bump(stats.skippedStores, skip)
+    } else if (policy) {
+      const now = Date.now()
+      const entry = {
+        body,
+        size,
+        tags: [...analysis.tags],
+        tenant,
+        operationName: facts.operation.name?.value ?? null,
+        scope: policy.scope,
+        createdAt: now,
+        expiresAt: now + policy.maxAge * 1000,
+      }
+      engine.cache.set(key, entry, { startedAt: this.#startedAt })
+      stats.stores++
+      stored = true
+    }
+    if (settings.debug) {
+      stripped.extensions = { ...stripped.extensions, strata: { hit: false, ttl: policy?.maxAge ?? 0 } }
+    }
+    setResult(stripped.errors || stripped.extensions ? stripped : withBody(stripped, body))
+    return stored ? body : undefined
+  }
+}
+
+/**
+ * Errors a resolver raised on purpose (a `GraphQLError`), which Yoga's error masking lets
+ * through. Any other error would be masked on a miss but not on a hit, so it is never stored.
+ */
+function isExpectedError(error: GraphQLError): boolean {
+  const original = error.originalError
+  return (
+    original === undefined ||
+    original === null ||
+    original instanceof GraphQLError ||
+    original.name === 'GraphQLError'
+  )
+}

@@ -1,0 +1,63 @@
+import type { ExecutionArgs } from 'graphql'
+import { analyzeResult } from '../entities/analyze.js'
+import { fieldsFor } from '../entities/collect.js'
+import { collectionTag, tagsForTypeChange, typeTag } from '../entities/tags.js'
+import {
+  collectScope,
+  type DonePayload,
+  type ExecutePayload,
+  isExecutionResult,
+  type StrataEngine,
+} from './engine.js'
+import type { OperationFacts, SchemaState } from './schema-state.js'
+
+/**
+ * Lets a mutation run on the rewritten document, then invalidates what it changed
+ * before its response is sent: each entity in its result (`Type:id` and `Type`), each
+ * keyless type in it (`Type` and `Type:*`), and the types its fields declare.
+ */
+export function watchMutation(
+  engine: StrataEngine,
+  payload: ExecutePayload,
+  facts: OperationFacts,
+  state: SchemaState,
+) {
+  const mutationType = state.hints.schema.getMutationType()
+  if (!mutationType) return undefined
+  let ran = false
+  const { executeFn } = payload
+  payload.setExecuteFn((args: ExecutionArgs) => {
+    ran = true
+    return executeFn({ ...args, document: facts.rewritten })
+  })
+  return {
+    async onExecuteDone({ args, result, setResult }: DonePayload) {
+      if (!ran || !isExecutionResult(result)) return
+      const scope = collectScope(state, facts, args)
+      const group = facts.rootGroup()
+      const analysis = analyzeResult(result.data, mutationType, group, state.hints, scope)
+      setResult({ ...result, data: analysis.data })
+      const tags = new Set<string>()
+      if (engine.settings.invalidateOnMutation) {
+        for (const [tag, typeName] of analysis.entities) {
+          tags.add(tag)
+          tags.add(collectionTag(typeName))
+        }
+        for (const typeName of analysis.keylessTypes) {
+          tags.add(collectionTag(typeName))
+          tags.add(typeTag(typeName))
+        }
+      }
+      // Declared invalidations fire only for root fields that resolved without error: a
+      // failed (e.g. unauthorized) mutation must not let its caller purge the cache.
+      const failed = new Set(result.errors?.map((error) => error.path?.[0]))
+      for (const [responseKey, { fieldName }] of fieldsFor(group, mutationType, scope).fields) {
+        if (!result.data || !(responseKey in result.data) || failed.has(responseKey)) continue
+        for (const typeName of state.hints.invalidatedTypes(fieldName) ?? []) {
+          for (const tag of tagsForTypeChange(typeName)) tags.add(tag)
+        }
+      }
+      await engine.invalidateTags([...tags])
+    },
+  }
+}

@@ -1,0 +1,239 @@
+import type { Logger } from 'pino'
+import type { CacheTier, MaybePromise } from './tier.js'
+
+/** Options of the per-tier circuit breaker and timeouts. */
+export interface BreakerOptions {
+  /**
+   * Milliseconds a shared tier may take to answer a read or a write before it counts as failed.
+   * @default 100
+   */
+  timeoutMs: number
+  /**
+   * Milliseconds an invalidation or clear may take (mutations wait for it).
+   * @default 1000
+   */
+  invalidateTimeoutMs: number
+  /**
+   * Consecutive failures that open the circuit (an invalidation failure opens it at once).
+   * @default 5
+   */
+  failureThreshold: number
+  /**
+   * First wait before probing an open circuit; doubles up to `maxCooldownMs`.
+   * @default 500
+   */
+  cooldownMs: number
+  /** @default 30000 */
+  maxCooldownMs: number
+  /**
+   * Tags remembered for replay while a tier is unreachable; past this, it is cleared on recovery.
+   * @default 10000
+   */
+  maxPendingTags: number
+}
+
+export const breakerDefaults: BreakerOptions = {
+  timeoutMs: 100,
+  invalidateTimeoutMs: 1000,
+  failureThreshold: 5,
+  cooldownMs: 500,
+  maxCooldownMs: 30_000,
+  maxPendingTags: 10_000,
+}
+
+export class TierUnavailable extends Error {
+  constructor(tier: string) {
+    super(`tier ${tier} is unavailable (circuit open)`)
+    this.name = 'TierUnavailable'
+  }
+}
+
+export class TierTimeout extends Error {
+  constructor(tier: string, operation: string, ms: number) {
+    super(`tier ${tier} did not answer ${operation} within ${ms} ms`)
+    this.name = 'TierTimeout'
+  }
+}
+
+export type CircuitState = 'closed' | 'open'
+
+/** Counters a guarded tier reports. */
+export interface BreakerStats {
+  readonly state: CircuitState
+  readonly failures: number
+  readonly timeouts: number
+  readonly opened: number
+  readonly pendingTags: number | 'flush'
+}
+
+/**
+ * Guards one shared tier: every call has a timeout; repeated failures open the circuit, so
+ * the tier is skipped; a background probe takes it back once it answers. An invalidation the
+ * tier missed is replayed (or, past a bound, the tier is cleared) before it is read again, so
+ * a recovered tier never serves what was invalidated while it was away.
+ */
+export class TierGuard {
+  #state: CircuitState = 'closed'
+  #consecutive = 0
+  #failures = 0
+  #timeouts = 0
+  #opened = 0
+  #cooldown: number
+  #pending: Set<string> | 'flush' = new Set()
+  #timer: ReturnType<typeof setTimeout> | undefined
+
+  constructor(
+    readonly tier: CacheTier,
+    readonly options: BreakerOptions,
+    readonly logger: Logger,
+  ) {
+    this.#cooldown = options.cooldownMs
+  }
+
+  get available(): boolean {
+    return this.#state === 'closed'
+  }
+
+  /** Runs a read or a write; rejects fast while the circuit is open. */
+  async run<T>(operation: string, call: () => MaybePromise<T>): Promise<T> {
+    if (this.#state !== 'closed') throw new TierUnavailable(this.tier.name)
+    try {
+      const value = await this.#timed(operation, call, this.options.timeoutMs)
+      this.#consecutive = 0
+      return value
+    } catch (error) {
+      this.#failed(operation, error, this.#consecutive + 1 >= this.options.failureThreshold)
+      throw error
+    }
+  }
+
+  /** Runs an invalidation; on failure (or while open) remembers it for replay. Resolves removed count. */
+  async invalidate(tags: readonly string[]): Promise<number> {
+    if (this.#state === 'closed') {
+      try {
+        return await this.#timed(
+          'invalidate',
+          () => this.tier.invalidate(tags),
+          this.options.invalidateTimeoutMs,
+        )
+      } catch (error) {
+        this.#remember(tags)
+        this.#failed('invalidate', error, true)
+        return 0
+      }
+    }
+    this.#remember(tags)
+    return 0
+  }
+
+  /** Runs a clear; on failure (or while open) the tier is cleared entirely on recovery. */
+  async clear(tenant: string | null | undefined): Promise<number> {
+    if (this.#state === 'closed') {
+      try {
+        return await this.#timed('clear', () => this.tier.clear(tenant), this.options.invalidateTimeoutMs)
+      } catch (error) {
+        this.#pending = 'flush'
+        this.#failed('clear', error, true)
+        return 0
+      }
+    }
+    this.#pending = 'flush'
+    return 0
+  }
+
+  stats(): BreakerStats {
+    const pendingTags = this.#pending === 'flush' ? 'flush' : this.#pending.size
+    return {
+      state: this.#state,
+      failures: this.#failures,
+      timeouts: this.#timeouts,
+      opened: this.#opened,
+      pendingTags,
+    }
+  }
+
+  close(): void {
+    clearTimeout(this.#timer)
+  }
+
+  #remember(tags: readonly string[]): void {
+    if (this.#pending === 'flush') return
+    for (const tag of tags) this.#pending.add(tag)
+    if (this.#pending.size > this.options.maxPendingTags) this.#pending = 'flush'
+  }
+
+  #failed(operation: string, error: unknown, open: boolean): void {
+    this.#failures++
+    this.#consecutive++
+    if (error instanceof TierTimeout) this.#timeouts++
+    this.logger.warn({ tier: this.tier.name, operation, err: error }, 'strata: cache tier failed; skipped')
+    if (open && this.#state === 'closed') this.#open()
+  }
+
+  #open(): void {
+    this.#state = 'open'
+    this.#opened++
+    this.logger.error(
+      { tier: this.tier.name, retryInMs: this.#cooldown },
+      'strata: circuit opened; tier is skipped until it answers again',
+    )
+    this.#schedule()
+  }
+
+  #schedule(): void {
+    clearTimeout(this.#timer)
+    this.#timer = setTimeout(() => void this.#probe(), this.#cooldown)
+    this.#timer.unref?.()
+  }
+
+  async #probe(): Promise<void> {
+    const pending = this.#pending
+    this.#pending = new Set()
+    try {
+      if (pending === 'flush')
+        await this.#timed('clear', () => this.tier.clear(), this.options.invalidateTimeoutMs)
+      else if (pending.size > 0) {
+        await this.#timed(
+          'invalidate',
+          () => this.tier.invalidate([...pending]),
+          this.options.invalidateTimeoutMs,
+        )
+      } else await this.#timed('probe', () => this.tier.get('strata:probe'), this.options.timeoutMs)
+    } catch (error) {
+      if (pending === 'flush') this.#pending = 'flush'
+      else this.#remember([...pending])
+      this.#cooldown = Math.min(this.#cooldown * 2, this.options.maxCooldownMs)
+      this.logger.warn(
+        { tier: this.tier.name, err: error, retryInMs: this.#cooldown },
+        'strata: tier still unavailable',
+      )
+      return this.#schedule()
+    }
+    // Invalidations that arrived while probing are replayed by another probe before reopening.
+    const arrived = this.#pending as Set<string> | 'flush' // written by calls made during the await
+    if (arrived === 'flush' || arrived.size > 0) return this.#schedule()
+    this.#state = 'closed'
+    this.#consecutive = 0
+    this.#cooldown = this.options.cooldownMs
+    this.logger.info({ tier: this.tier.name }, 'strata: circuit closed; tier is back')
+  }
+
+  #timed<T>(operation: string, call: () => MaybePromise<T>, ms: number): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new TierTimeout(this.tier.name, operation, ms)), ms)
+      timer.unref?.()
+      Promise.resolve()
+        .then(call)
+        .then(
+          (value) => {
+            clearTimeout(timer)
+            resolve(value)
+          },
+          (error: unknown) => {
+            clearTimeout(timer)
+            reject(error)
+          },
+        )
+    })
+  }
+}
