@@ -10,6 +10,11 @@ export default defineConfig({
     alias: [
       { find: /^graphql$/, replacement: require.resolve('graphql') },
       { find: /^graphql-strata$/, replacement: new URL('./src/index.ts', import.meta.url).pathname },
+      { find: /^graphql-strata\/redis$/, replacement: new URL('./src/redis.ts', import.meta.url).pathname },
+      {
+        find: /^graphql-strata\/postgres$/,
+        replacement: new URL('./src/postgres.ts', import.meta.url).pathname,
+      },
     ],
   },
   test: {

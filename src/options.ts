@@ -3,7 +3,7 @@ import type { Logger } from 'pino'
 import { StrataOptionError } from './errors.js'
 import type { CacheHint } from './policy/policy.js'
 import { type BreakerOptions, breakerDefaults } from './tiers/breaker.js'
-import type { CacheTier } from './tiers/tier.js'
+import type { CacheBus, CacheTier } from './tiers/tier.js'
 
 /**
  * The context type hooks see unless you name yours (`useStrata<MyContext>(...)`):
@@ -45,6 +45,12 @@ export interface StrataOptions<TContext = StrataContext> {
    * @default [memoryTier()]
    */
   tiers?: readonly CacheTier[]
+  /**
+   * Carries invalidations to other instances' local tiers. Default: the bus of the first shared
+   * tier that has one (Redis pub/sub, else PostgreSQL NOTIFY) when local tiers are used; `false`
+   * for a single instance. While the bus is down, local tiers are flushed and not used.
+   */
+  bus?: CacheBus | false
   /**
    * Timeouts and circuit breaker of shared tiers (see `breakerDefaults`).
    * @default { timeoutMs: 100, invalidateTimeoutMs: 1000, failureThreshold: 5, cooldownMs: 500, maxCooldownMs: 30000, maxPendingTags: 10000 }
@@ -231,6 +237,7 @@ const KNOWN = new Set([
   'singleFlight',
   'logger',
   'breaker',
+  'bus',
 ])
 
 /** Throws a `StrataOptionError` naming the first invalid option. */
@@ -326,6 +333,11 @@ export function validateOptions(options: unknown): void {
     (typeof header !== 'string' || !/^[A-Za-z0-9-]+$/.test(header))
   ) {
     fail('header', `must be a header name (letters, digits, '-') or false, got ${describe(header)}`)
+  }
+  if (options.bus !== undefined && options.bus !== false) {
+    const bus = options.bus as Partial<CacheBus> | null
+    if (typeof bus?.start !== 'function' || typeof bus.publish !== 'function')
+      fail('bus', 'must be a cache bus (start, publish, close) or false')
   }
   if (options.breaker !== undefined) {
     checkRecord(options.breaker, 'breaker')

@@ -30,6 +30,12 @@ export interface StrataStats {
   /** Invalidation calls, and tags named by them. */
   invalidations: number
   invalidatedTags: number
+  /** Invalidations and clears received from other instances. */
+  busMessages: number
+  /** Times the bus went down (local tiers were flushed). */
+  busGaps: number
+  /** Publications that failed. */
+  busErrors: number
 }
 
 export function emptyStats(): StrataStats {
@@ -43,6 +49,9 @@ export function emptyStats(): StrataStats {
     skippedStores: {},
     invalidations: 0,
     invalidatedTags: 0,
+    busMessages: 0,
+    busGaps: 0,
+    busErrors: 0,
   }
 }
 

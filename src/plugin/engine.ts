@@ -4,6 +4,7 @@ import type { Logger } from 'pino'
 import type { CollectScope } from '../entities/collect.js'
 import { InvalidationClock } from '../invalidation/clock.js'
 import { type BypassReason, bump, emptyStats, type StrataStats } from '../observability/stats.js'
+import type { BusMessage, CacheBus } from '../tiers/tier.js'
 import type { TieredCache, TieredHit } from '../tiers/tiered.js'
 import { resultFromBody } from './cached-result.js'
 import type { HttpReporter } from './http.js'
@@ -38,9 +39,31 @@ export class StrataEngine {
     readonly http: HttpReporter,
     readonly settings: EngineSettings,
     readonly logger: Logger,
-  ) {}
+    readonly bus: CacheBus | undefined,
+  ) {
+    // Until the bus listens, another instance's invalidation could be missed: distrust local tiers.
+    if (bus) cache.localTrusted = false
+  }
 
-  /** Invalidates tags everywhere; resolves once every tier has answered. */
+  /** Starts listening for other instances' invalidations. */
+  async startBus(): Promise<void> {
+    const { bus } = this
+    if (!bus) return
+    try {
+      await bus.start({
+        onMessage: (message) => void this.#applyRemote(message),
+        onDown: (reason) => this.#busDown(reason),
+        onUp: () => this.#busUp(),
+      })
+    } catch (error) {
+      this.logger.error(
+        { err: error, bus: bus.name },
+        'strata: invalidation bus failed to start; local tiers stay unused',
+      )
+    }
+  }
+
+  /** Invalidates tags everywhere; resolves once every tier has answered and other instances are told. */
   async invalidateTags(tags: readonly string[]): Promise<Record<string, number>> {
     if (tags.length === 0) return {}
     this.clock.invalidated(tags)
@@ -48,16 +71,65 @@ export class StrataEngine {
     this.stats.invalidations++
     this.stats.invalidatedTags += tags.length
     const removed = await this.cache.invalidate(tags)
+    // Published after the shared tiers are clean, so no instance re-reads a stale entry from them.
+    await this.#publish({ kind: 'invalidate', tags })
     this.logger.debug({ tags: tags.length, removed }, 'strata: invalidated')
     return removed
   }
 
   /** Removes one tenant's entries, or all; running executions will not store. */
-  clear(tenant?: string | null): Promise<Record<string, number>> {
+  async clear(tenant?: string | null): Promise<Record<string, number>> {
     this.clock.flushed()
     this.flights.detachAll()
     this.logger.info({ tenant: tenant ?? 'all' }, 'strata: cleared')
-    return this.cache.clear(tenant)
+    const removed = await this.cache.clear(tenant)
+    await this.#publish({ kind: 'clear', tenant })
+    return removed
+  }
+
+  async #publish(message: BusMessage): Promise<void> {
+    if (!this.bus) return
+    try {
+      await this.bus.publish(message)
+    } catch (error) {
+      this.stats.busErrors++
+      this.logger.error(
+        { err: error, bus: this.bus.name },
+        'strata: could not tell other instances; their local tiers may serve stale data until TTL',
+      )
+    }
+  }
+
+  async #applyRemote(message: BusMessage): Promise<void> {
+    this.stats.busMessages++
+    this.flights.detachAll()
+    if (message.kind === 'invalidate') {
+      this.clock.invalidated(message.tags)
+      await this.cache.invalidateLocal(message.tags)
+    } else {
+      this.clock.flushed()
+      await this.cache.clearLocal(message.tenant)
+    }
+  }
+
+  #busDown(reason: string): void {
+    this.stats.busGaps++
+    this.cache.localTrusted = false
+    this.clock.flushed()
+    this.flights.detachAll()
+    void this.cache.clearLocal()
+    this.logger.warn(
+      { reason },
+      'strata: invalidation bus down; local tiers flushed and unused until it is back',
+    )
+  }
+
+  #busUp(): void {
+    // Anything cached locally may have missed messages while the bus was away.
+    this.clock.flushed()
+    void this.cache.clearLocal()
+    this.cache.localTrusted = true
+    this.logger.info({ bus: this.bus?.name }, 'strata: invalidation bus up; local tiers in use')
   }
 
   bypass(context: unknown, reason: BypassReason): void {

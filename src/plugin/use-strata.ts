@@ -12,7 +12,7 @@ import {
   validateOptions,
 } from '../options.js'
 import { memoryTier } from '../tiers/memory.js'
-import { isPromise } from '../tiers/tier.js'
+import { type CacheBus, type CacheTier, isPromise } from '../tiers/tier.js'
 import { TieredCache, type TieredHit } from '../tiers/tiered.js'
 import { type AnyContext, StrataEngine } from './engine.js'
 import { HttpReporter, type ResponsePayload } from './http.js'
@@ -56,12 +56,16 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
   const logger: Logger = (options.logger ?? pino({ level: 'silent' })).child({ component: 'strata' })
   const settings = { ...strataDefaults, ...definedOnly(options) }
   const tenantOf = options.tenant
+  const tiers = options.tiers ?? [memoryTier()]
+  const bus = options.bus === false ? undefined : (options.bus ?? defaultBus(tiers))
   const engine = new StrataEngine(
-    new TieredCache(options.tiers ?? [memoryTier()], logger, options.breaker),
+    new TieredCache(tiers, logger, options.breaker),
     new HttpReporter(settings.header, settings.cacheControlHeader, tenantOf === false),
     settings,
     logger,
+    bus,
   )
+  void engine.startBus()
   const schemas = new WeakMap<GraphQLSchema, SchemaState>()
   let warnedNoTenant = false
 
@@ -173,9 +177,21 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
       clear: (tenant) => engine.clear(tenant),
       stats: () => structuredClone(engine.stats),
       cache: engine.cache,
-      close: () => engine.cache.close(),
+      close: async () => {
+        await bus?.close()
+        await engine.cache.close()
+      },
     },
   }
+}
+
+/**
+ * The bus over the first shared tier that offers one (Redis pub/sub, PostgreSQL NOTIFY), when
+ * there are local tiers to keep coherent; none otherwise.
+ */
+function defaultBus(tiers: readonly CacheTier[]): CacheBus | undefined {
+  if (!tiers.some((tier) => !tier.shared)) return undefined
+  return tiers.find((tier) => tier.createBus)?.createBus?.()
 }
 
 function definedOnly<T extends object>(value: T): Partial<T> {

@@ -28,6 +28,8 @@ export interface TierStats {
   readonly bytes: number | null
   readonly evictions: number
   readonly expirations: number
+  /** Corrupt or foreign values read back (each was deleted and treated as a miss). */
+  readonly corrupt?: number
 }
 
 /** Options of a write. */
@@ -72,11 +74,21 @@ export type BusMessage =
   | { readonly kind: 'invalidate'; readonly tags: readonly string[] }
   | { readonly kind: 'clear'; readonly tenant: string | null | undefined }
 
+/** What a bus reports to the instance that listens on it. */
+export interface BusHandlers {
+  /** A message another instance published. */
+  onMessage(message: BusMessage): void
+  /** The connection is down: messages may be missed from now on. */
+  onDown(reason: string): void
+  /** Listening (again): messages are received from now on. */
+  onUp(): void
+}
+
 /** Carries invalidations between instances (Redis pub/sub, PostgreSQL NOTIFY). */
 export interface CacheBus {
   readonly name: string
-  /** Starts listening. `onGap` is called whenever messages may have been missed (reconnects). */
-  start(handlers: { onMessage(message: BusMessage): void; onGap(reason: string): void }): Promise<void>
+  /** Starts listening; calls `onUp` once subscribed. */
+  start(handlers: BusHandlers): Promise<void>
   publish(message: BusMessage): Promise<void>
   close(): Promise<void>
 }

@@ -20,6 +20,8 @@ export class TieredCache {
   readonly tiers: readonly CacheTier[]
   readonly #guards: readonly (TierGuard | undefined)[]
   readonly #logger: Logger
+  /** Local tiers are skipped while they cannot be trusted (the invalidation bus is down). */
+  #localTrusted = true
 
   constructor(tiers: readonly CacheTier[], logger: Logger, breaker: Partial<BreakerOptions> = {}) {
     this.tiers = tiers
@@ -32,6 +34,15 @@ export class TieredCache {
    * The first live entry, searching tiers in order. Synchronous when the answering tier is
    * (a memory hit). A shared-tier entry that `fresh` rejects is neither served nor promoted.
    */
+  /** Whether local tiers are read and written; they are still invalidated and cleared either way. */
+  set localTrusted(value: boolean) {
+    this.#localTrusted = value
+  }
+
+  get localTrusted(): boolean {
+    return this.#localTrusted
+  }
+
   get(key: string, fresh?: FreshnessCheck): MaybePromise<TieredHit | undefined> {
     return this.#getFrom(0, key, fresh)
   }
@@ -43,6 +54,7 @@ export class TieredCache {
   ): MaybePromise<TieredHit | undefined> {
     for (let i = start; i < this.tiers.length; i++) {
       const tier = this.tiers[i] as CacheTier
+      if (!tier.shared && !this.#localTrusted) continue
       const guard = this.#guards[i]
       if (guard) {
         if (!guard.available) continue
@@ -90,6 +102,7 @@ export class TieredCache {
 
   #write(index: number, key: string, entry: CacheEntry, options: SetOptions): void {
     const tier = this.tiers[index] as CacheTier
+    if (!tier.shared && !this.#localTrusted) return
     const guard = this.#guards[index]
     if (guard) {
       if (guard.available) guard.run('set', () => tier.set(key, entry, options)).catch(() => {})

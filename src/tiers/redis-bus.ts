@@ -1,0 +1,71 @@
+import { randomUUID } from 'node:crypto'
+import type { RedisClientLike } from './redis.js'
+import type { BusHandlers, BusMessage, CacheBus } from './tier.js'
+
+interface Envelope {
+  o: string
+  m: BusMessage
+}
+
+/**
+ * Invalidation bus over Redis pub/sub (cluster-wide on Redis Cluster). Publishes on the
+ * tier's client; listens on a duplicate connection. Any disconnect of the listener is a gap:
+ * messages may have been lost, so the instance must flush its local tiers.
+ */
+export class RedisBus implements CacheBus {
+  readonly name = 'redis-pubsub'
+  readonly #origin = randomUUID()
+  #subscriber: RedisClientLike | undefined
+  #closed = false
+
+  constructor(
+    readonly client: RedisClientLike,
+    readonly channel: string,
+  ) {}
+
+  async start(handlers: BusHandlers): Promise<void> {
+    const subscriber = this.client.duplicate()
+    this.#subscriber = subscriber
+    let up = false
+    subscriber.on('message', (...args: unknown[]) => {
+      const [channel, raw] = args as [string, string]
+      if (channel !== this.channel) return
+      let envelope: Envelope
+      try {
+        envelope = JSON.parse(raw) as Envelope
+      } catch {
+        return
+      }
+      if (envelope.o !== this.#origin && envelope.m) handlers.onMessage(envelope.m)
+    })
+    subscriber.on('close', () => {
+      if (!up || this.#closed) return
+      up = false
+      handlers.onDown('redis bus connection closed')
+    })
+    subscriber.on('ready', () => {
+      // ioredis re-subscribes on reconnect; 'ready' comes after the subscriptions are restored.
+      if (up || this.#closed) return
+      up = true
+      handlers.onUp()
+    })
+    subscriber.on('error', () => {
+      // Reported through 'close' / 'ready'; ioredis reconnects on its own.
+    })
+    await subscriber.subscribe(this.channel)
+    if (!up) {
+      up = true
+      handlers.onUp()
+    }
+  }
+
+  async publish(message: BusMessage): Promise<void> {
+    const envelope: Envelope = { o: this.#origin, m: message }
+    await this.client.publish(this.channel, JSON.stringify(envelope))
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true
+    await this.#subscriber?.quit().catch(() => undefined)
+  }
+}

@@ -1,0 +1,257 @@
+import { createHash } from 'node:crypto'
+import { StrataOptionError } from '../errors.js'
+import { encodeTenant } from '../key/key.js'
+import { decodeEntry, encodeEntry } from './codec.js'
+import { matchesQuery, summarize } from './memory.js'
+import { RedisBus } from './redis-bus.js'
+import { FLUSH_SCRIPT, INVALIDATE_SCRIPT, type Script, SET_SCRIPT } from './redis-scripts.js'
+import type { CacheEntry, CacheTier, EntryPage, EntrySummary, TierStats } from './tier.js'
+
+/** The subset of an ioredis `Redis` or `Cluster` client that the tier uses. */
+export interface RedisClientLike {
+  get(key: string): Promise<string | null>
+  unlink(...keys: string[]): Promise<number>
+  scan(
+    cursor: string,
+    match: 'MATCH',
+    pattern: string,
+    count: 'COUNT',
+    n: number,
+  ): Promise<[string, string[]]>
+  evalsha(sha: string, numKeys: number, ...args: (string | number)[]): Promise<unknown>
+  eval(script: string, numKeys: number, ...args: (string | number)[]): Promise<unknown>
+  publish(channel: string, message: string): Promise<number>
+  duplicate(): RedisClientLike
+  subscribe(...channels: string[]): Promise<unknown>
+  on(event: string, listener: (...args: unknown[]) => void): unknown
+  quit(): Promise<unknown>
+  /** ioredis `Cluster` only: the nodes to SCAN. */
+  nodes?(role: 'master'): RedisClientLike[]
+}
+
+/** Options of {@link redisTier}. */
+export interface RedisTierOptions {
+  /** An ioredis `Redis` or `Cluster` client. The tier never closes it. */
+  client: RedisClientLike
+  /**
+   * Namespace of every key (`{<namespace>:<shard>}...`), letters, digits, `_` and `-`.
+   * @default 'strata'
+   */
+  namespace?: string
+  /**
+   * Hash-tag shards; entries spread over them (and over cluster nodes). An invalidation runs
+   * one script per shard, sent together.
+   * @default 16
+   */
+  shards?: number
+  /** @default 'redis' */
+  name?: string
+  /**
+   * How long an invalidation stamp refuses writes from executions that began before it.
+   * Must exceed your longest query execution.
+   * @default 60000
+   */
+  stampTtlMs?: number
+  /**
+   * Clock skew tolerated between hosts: a write is refused if one of its tags was invalidated
+   * less than this long before its execution began.
+   * @default 1000
+   */
+  skewToleranceMs?: number
+}
+
+export const redisTierDefaults = {
+  namespace: 'strata',
+  shards: 16,
+  name: 'redis',
+  stampTtlMs: 60_000,
+  skewToleranceMs: 1000,
+} as const
+
+/** A Redis (or Redis Cluster) tier: atomic entry + tag index, sharded by hash tag. */
+export function redisTier(options: RedisTierOptions): CacheTier & { readonly shards: number } {
+  const settings = validate(options)
+  const { client, namespace, shards } = settings
+  const slot = (shard: number) => `{${namespace}:${shard}}`
+  const shardOf = (key: string) =>
+    Number.parseInt(createHash('md5').update(key).digest('hex').slice(0, 8), 16) % shards
+  const entryKey = (key: string) => `${slot(shardOf(key))}e:${key}`
+  const allShards = Array.from({ length: shards }, (_, i) => i)
+  let corrupt = 0
+
+  const run = async (s: Script, keys: string[], args: (string | number)[]): Promise<unknown> => {
+    try {
+      return await client.evalsha(s.sha, keys.length, ...keys, ...args)
+    } catch (error) {
+      if (!String((error as Error)?.message).includes('NOSCRIPT')) throw error
+      return client.eval(s.lua, keys.length, ...keys, ...args)
+    }
+  }
+
+  /** Keys matching `pattern` on every node, page by page. */
+  async function* scan(pattern: string, from?: string): AsyncGenerator<{ keys: string[]; cursor: string }> {
+    const nodes = client.nodes ? client.nodes('master') : [client]
+    let [nodeIndex, cursor] = from ? (from.split(':') as [string, string]) : ['0', '0']
+    for (let n = Number(nodeIndex); n < nodes.length; n++) {
+      const node = nodes[n] as RedisClientLike
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 500)
+        cursor = next
+        yield { keys, cursor: next === '0' ? `${n + 1}:0` : `${n}:${next}` }
+      } while (cursor !== '0')
+      cursor = '0'
+    }
+  }
+
+  /** UNLINK keys, grouped by hash tag so a cluster never sees a cross-slot command. */
+  const unlinkAll = async (keys: readonly string[]): Promise<number> => {
+    const bySlot = new Map<string, string[]>()
+    for (const key of keys) {
+      const tag = key.slice(0, key.indexOf('}') + 1)
+      const group = bySlot.get(tag)
+      if (group) group.push(key)
+      else bySlot.set(tag, [key])
+    }
+    const counts = await Promise.all([...bySlot.values()].map((group) => client.unlink(...group)))
+    return counts.reduce((a, b) => a + b, 0)
+  }
+
+  /** Entry keys of one tenant (`null`: tenancy-off entries), or of every tenant. */
+  const entryPattern = (tenant: string | null | undefined): string => {
+    if (tenant === undefined) return `{${namespace}:*}e:*`
+    return tenant === null ? `{${namespace}:*}e:*:g:*` : `{${namespace}:*}e:*:t:${encodeTenant(tenant)}:*`
+  }
+
+  return {
+    name: settings.name,
+    shared: true,
+    shards,
+    async get(key) {
+      const stored = entryKey(key)
+      const value = await client.get(stored)
+      if (value === null) return undefined
+      const entry = decodeEntry(key, value)
+      if (!entry) {
+        corrupt++
+        await client.unlink(stored)
+        return undefined
+      }
+      return entry.expiresAt > Date.now() ? entry : undefined
+    },
+    async set(key, entry, setOptions) {
+      const now = Date.now()
+      if (entry.expiresAt <= now) return
+      const shard = shardOf(key)
+      const tags = [...new Set(entry.tags)]
+      const keys = [
+        `${slot(shard)}e:${key}`,
+        ...tags.map((tag) => `${slot(shard)}x:${tag}`),
+        ...tags.map((tag) => `${slot(shard)}i:${tag}`),
+        `${slot(shard)}f`,
+      ]
+      const notBefore =
+        setOptions?.startedAt === undefined ? 0 : setOptions.startedAt - settings.skewToleranceMs
+      await run(SET_SCRIPT, keys, [
+        encodeEntry(key, entry),
+        entry.expiresAt,
+        now,
+        Math.max(0, notBefore),
+        tags.length,
+      ])
+    },
+    async delete(key) {
+      return (await client.unlink(entryKey(key))) > 0
+    },
+    async invalidate(tags) {
+      const unique = [...new Set(tags)]
+      if (unique.length === 0) return 0
+      const stamp = Date.now()
+      const counts = await Promise.all(
+        allShards.map((shard) =>
+          run(
+            INVALIDATE_SCRIPT,
+            [
+              ...unique.map((tag) => `${slot(shard)}x:${tag}`),
+              ...unique.map((tag) => `${slot(shard)}i:${tag}`),
+            ],
+            [unique.length, stamp, settings.stampTtlMs],
+          ),
+        ),
+      )
+      return counts.reduce<number>((sum, n) => sum + Number(n), 0)
+    },
+    async clear(tenant) {
+      // First refuse writes from executions that began before the clear, then remove.
+      const stamp = Date.now()
+      await Promise.all(
+        allShards.map((shard) => run(FLUSH_SCRIPT, [`${slot(shard)}f`], [stamp, settings.stampTtlMs])),
+      )
+      let removed = 0
+      // Clearing everything also drops tag indexes and stamps (all but the flush stamps).
+      for await (const { keys } of scan(tenant === undefined ? `{${namespace}:*}*` : entryPattern(tenant))) {
+        const doomed = tenant === undefined ? keys.filter((key) => !key.endsWith('}f')) : keys
+        if (doomed.length === 0) continue
+        removed += doomed.filter((key) => key.includes('}e:')).length
+        await unlinkAll(doomed)
+      }
+      return removed
+    },
+    async list(query) {
+      const entries: EntrySummary[] = []
+      let cursor: string | undefined
+      for await (const page of scan(entryPattern(query.tenant), query.cursor)) {
+        for (const stored of page.keys) {
+          const key = stored.slice(stored.indexOf('}e:') + 3)
+          const value = await client.get(stored)
+          const entry: CacheEntry | undefined = value === null ? undefined : decodeEntry(key, value)
+          if (entry && matchesQuery(key, entry, query)) entries.push(summarize(key, entry))
+        }
+        cursor = page.cursor
+        if (entries.length >= query.limit) break
+      }
+      const done =
+        cursor === undefined || cursor === `${(client.nodes ? client.nodes('master') : [client]).length}:0`
+      return { entries, cursor: done ? undefined : cursor } satisfies EntryPage
+    },
+    async stats(): Promise<TierStats> {
+      let entries = 0
+      for await (const { keys } of scan(`{${namespace}:*}e:*`)) entries += keys.length
+      return { entries, bytes: null, evictions: 0, expirations: 0, corrupt }
+    },
+    createBus: () => new RedisBus(client, `${namespace}:bus`),
+  }
+}
+
+function validate(options: RedisTierOptions) {
+  const client = options?.client as Partial<RedisClientLike> | undefined
+  for (const method of ['get', 'unlink', 'scan', 'evalsha', 'eval', 'publish', 'duplicate'] as const) {
+    if (typeof client?.[method] !== 'function') {
+      throw new StrataOptionError(
+        'redisTier.client',
+        `must be an ioredis Redis or Cluster client (it has no ${method}())`,
+      )
+    }
+  }
+  const settings = { ...redisTierDefaults, ...options }
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(settings.namespace)) {
+    throw new StrataOptionError(
+      'redisTier.namespace',
+      `must be 1-64 letters, digits, '_' or '-', got ${JSON.stringify(settings.namespace)}`,
+    )
+  }
+  if (!Number.isSafeInteger(settings.shards) || settings.shards < 1 || settings.shards > 1024) {
+    throw new StrataOptionError(
+      'redisTier.shards',
+      `must be a whole number from 1 to 1024, got ${String(settings.shards)}`,
+    )
+  }
+  for (const name of ['stampTtlMs', 'skewToleranceMs'] as const) {
+    if (!Number.isSafeInteger(settings[name]) || settings[name] < 0) {
+      throw new StrataOptionError(
+        `redisTier.${name}`,
+        `must be a whole number of milliseconds >= 0, got ${String(settings[name])}`,
+      )
+    }
+  }
+  return settings
+}
