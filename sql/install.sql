@@ -1,0 +1,102 @@
+-- graphql-strata: PostgreSQL tier objects (schema "strata"). Idempotent: safe to run on every start.
+-- Version 1. Upgrades add numbered sections guarded by strata.meta('schema_version').
+
+-- Serializes concurrent installs (many instances starting at once); held until this script's
+-- transaction ends when it runs as one multi-statement query, as the tier's auto-install does.
+SELECT pg_advisory_xact_lock(hashtext('graphql-strata install'));
+
+CREATE SCHEMA IF NOT EXISTS strata;
+
+CREATE TABLE IF NOT EXISTS strata.meta (
+  key text PRIMARY KEY,
+  value text NOT NULL
+);
+-- The row writes lock FOR SHARE and invalidations FOR UPDATE: it orders them, so a write from an
+-- execution that began before an invalidation is either deleted by it or refused after it.
+INSERT INTO strata.meta (key, value) VALUES ('epoch', '0') ON CONFLICT (key) DO NOTHING;
+
+-- UNLOGGED: no WAL (a cache survives a crash empty, which is fine); fillfactor < 100 and no index
+-- on expires_at keep upserts HOT (in place).
+CREATE UNLOGGED TABLE IF NOT EXISTS strata.entries (
+  key text PRIMARY KEY,
+  tenant text,
+  operation_name text,
+  tags text[] NOT NULL,
+  size integer NOT NULL,
+  created_at bigint NOT NULL,   -- epoch milliseconds
+  expires_at bigint NOT NULL,   -- epoch milliseconds
+  value text NOT NULL           -- the serialized entry (magic line, metadata line, body)
+) WITH (fillfactor = 70);
+
+CREATE INDEX IF NOT EXISTS entries_tags ON strata.entries USING gin (tags);
+CREATE INDEX IF NOT EXISTS entries_tenant ON strata.entries (tenant);
+
+-- When each tag was last invalidated (tag '' stamps a clear): writes that began earlier are refused.
+CREATE UNLOGGED TABLE IF NOT EXISTS strata.invalidations (
+  tag text PRIMARY KEY,
+  at bigint NOT NULL
+);
+
+-- lz4 compresses large bodies faster than the default pglz, where the server was built with it.
+DO $$
+BEGIN
+  ALTER TABLE strata.entries ALTER COLUMN value SET COMPRESSION lz4;
+EXCEPTION WHEN others THEN
+  NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION strata.put(
+  p_key text, p_tenant text, p_operation_name text, p_tags text[], p_size integer,
+  p_created_at bigint, p_expires_at bigint, p_value text, p_not_before bigint
+) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM 1 FROM strata.meta WHERE key = 'epoch' FOR SHARE;
+  IF p_not_before > 0 AND EXISTS (
+    SELECT 1 FROM strata.invalidations WHERE tag = ANY (p_tags || ''::text) AND at >= p_not_before
+  ) THEN
+    RETURN false;
+  END IF;
+  INSERT INTO strata.entries (key, tenant, operation_name, tags, size, created_at, expires_at, value)
+  VALUES (p_key, p_tenant, p_operation_name, p_tags, p_size, p_created_at, p_expires_at, p_value)
+  ON CONFLICT (key) DO UPDATE SET
+    tenant = excluded.tenant, operation_name = excluded.operation_name, tags = excluded.tags,
+    size = excluded.size, created_at = excluded.created_at, expires_at = excluded.expires_at,
+    value = excluded.value;
+  RETURN true;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION strata.invalidate(p_tags text[], p_at bigint) RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+  removed integer;
+BEGIN
+  PERFORM 1 FROM strata.meta WHERE key = 'epoch' FOR UPDATE;
+  INSERT INTO strata.invalidations (tag, at) SELECT DISTINCT unnest(p_tags), p_at
+  ON CONFLICT (tag) DO UPDATE SET at = greatest(strata.invalidations.at, excluded.at);
+  DELETE FROM strata.entries WHERE tags && p_tags;
+  GET DIAGNOSTICS removed = ROW_COUNT;
+  RETURN removed;
+END
+$$;
+
+-- p_all: every entry; otherwise the entries of p_tenant (NULL: tenancy-off entries).
+CREATE OR REPLACE FUNCTION strata.clear(p_all boolean, p_tenant text, p_at bigint) RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+  removed integer;
+BEGIN
+  PERFORM 1 FROM strata.meta WHERE key = 'epoch' FOR UPDATE;
+  INSERT INTO strata.invalidations (tag, at) VALUES ('', p_at)
+  ON CONFLICT (tag) DO UPDATE SET at = greatest(strata.invalidations.at, excluded.at);
+  IF p_all THEN
+    DELETE FROM strata.entries;
+  ELSE
+    DELETE FROM strata.entries WHERE tenant IS NOT DISTINCT FROM p_tenant;
+  END IF;
+  GET DIAGNOSTICS removed = ROW_COUNT;
+  RETURN removed;
+END
+$$;
+
+INSERT INTO strata.meta (key, value) VALUES ('schema_version', '1')
+ON CONFLICT (key) DO UPDATE SET value = excluded.value;

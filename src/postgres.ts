@@ -1,0 +1,8 @@
+export {
+  type PostgresTierOptions,
+  postgresInstallSql,
+  postgresTier,
+  postgresTierDefaults,
+  type Queryable,
+} from './tiers/postgres.js'
+export { PostgresBus } from './tiers/postgres-bus.js'

@@ -1,0 +1,153 @@
+import { randomUUID } from 'node:crypto'
+import type { Queryable } from './postgres.js'
+import type { BusHandlers, BusMessage, CacheBus } from './tier.js'
+
+/** A dedicated connection, as `pg.Pool#connect()` returns. */
+interface ListenClient {
+  query(text: string): Promise<unknown>
+  on(event: 'notification', listener: (message: { channel: string; payload?: string }) => void): unknown
+  on(event: 'error' | 'end', listener: (error?: unknown) => void): unknown
+  release(destroy?: boolean | Error): void
+}
+
+interface PoolLike extends Queryable {
+  connect?(): Promise<ListenClient>
+  /** PGlite: LISTEN in process. */
+  listen?(channel: string, callback: (payload: string) => void): Promise<() => Promise<void>>
+}
+
+/** NOTIFY payloads must stay under 8000 bytes. */
+const MAX_PAYLOAD = 7000
+const PING_MS = 10_000
+
+interface Envelope {
+  o: string
+  m: BusMessage
+}
+
+/**
+ * Invalidation bus over PostgreSQL LISTEN/NOTIFY. Listens on a dedicated pool connection,
+ * pinged periodically so a silently dead connection is noticed; reconnects with backoff,
+ * forever, reporting each gap. On PGlite it uses the in-process `listen` API.
+ */
+export class PostgresBus implements CacheBus {
+  readonly name = 'postgres-notify'
+  readonly #origin = randomUUID()
+  #client: ListenClient | undefined
+  #unlisten: (() => Promise<void>) | undefined
+  #closed = false
+  #timer: ReturnType<typeof setTimeout> | undefined
+  #handlers: BusHandlers | undefined
+  #backoff = 100
+
+  constructor(
+    readonly pool: PoolLike,
+    readonly channel: string,
+  ) {}
+
+  async start(handlers: BusHandlers): Promise<void> {
+    this.#handlers = handlers
+    if (this.pool.listen) {
+      this.#unlisten = await this.pool.listen(this.channel, (payload) => this.#receive(payload))
+      handlers.onUp()
+      return
+    }
+    if (!this.pool.connect) throw new Error('the PostgreSQL bus needs a pg.Pool (connect) or PGlite (listen)')
+    await this.#connect()
+  }
+
+  async #connect(): Promise<void> {
+    const handlers = this.#handlers as BusHandlers
+    const client = await (this.pool.connect as () => Promise<ListenClient>)()
+    let down = false
+    const lost = (reason: string) => {
+      if (down || this.#closed) return
+      down = true
+      clearTimeout(this.#timer)
+      this.#client = undefined
+      client.release(true)
+      handlers.onDown(reason)
+      this.#retry()
+    }
+    client.on('notification', (message) => {
+      if (message.channel === this.channel && message.payload) this.#receive(message.payload)
+    })
+    client.on('error', (error) =>
+      lost(`listener connection error: ${String((error as Error)?.message ?? error)}`),
+    )
+    client.on('end', () => lost('listener connection ended'))
+    try {
+      await client.query(`LISTEN ${this.channel}`)
+    } catch (error) {
+      client.release(true)
+      throw error
+    }
+    this.#client = client
+    this.#backoff = 100
+    handlers.onUp()
+    const ping = () => {
+      this.#timer = setTimeout(() => {
+        client.query('SELECT 1').then(ping, () => lost('listener connection stopped answering'))
+      }, PING_MS)
+      this.#timer.unref?.()
+    }
+    ping()
+  }
+
+  #retry(): void {
+    if (this.#closed) return
+    this.#timer = setTimeout(() => {
+      this.#connect().catch(() => {
+        this.#backoff = Math.min(this.#backoff * 2, 30_000)
+        this.#retry()
+      })
+    }, this.#backoff)
+    this.#timer.unref?.()
+  }
+
+  #receive(payload: string): void {
+    let envelope: Envelope
+    try {
+      envelope = JSON.parse(payload) as Envelope
+    } catch {
+      return
+    }
+    if (envelope.o !== this.#origin && envelope.m) this.#handlers?.onMessage(envelope.m)
+  }
+
+  async publish(message: BusMessage): Promise<void> {
+    for (const part of split(message)) {
+      await this.pool.query('SELECT pg_notify($1, $2)', [
+        this.channel,
+        JSON.stringify({ o: this.#origin, m: part }),
+      ])
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true
+    clearTimeout(this.#timer)
+    await this.#unlisten?.()
+    this.#client?.release()
+    this.#client = undefined
+  }
+}
+
+/** Splits an invalidation whose tags would not fit in one NOTIFY payload. */
+function split(message: BusMessage): BusMessage[] {
+  if (message.kind !== 'invalidate' || JSON.stringify(message).length < MAX_PAYLOAD) return [message]
+  const parts: BusMessage[] = []
+  let tags: string[] = []
+  let size = 0
+  for (const tag of message.tags) {
+    if (size + tag.length + 3 > MAX_PAYLOAD && tags.length > 0) {
+      parts.push({ kind: 'invalidate', tags })
+      tags = []
+      size = 0
+    }
+    tags.push(tag)
+    size += tag.length + 3
+  }
+  if (tags.length > 0) parts.push({ kind: 'invalidate', tags })
+  return parts
+}

@@ -1,0 +1,228 @@
+import { readFileSync } from 'node:fs'
+import { StrataOptionError } from '../errors.js'
+import { decodeEntry, encodeEntry } from './codec.js'
+import { PostgresBus } from './postgres-bus.js'
+import type { CacheTier, EntryPage, TierStats } from './tier.js'
+
+/** Anything that runs a parameterised query: a `pg.Pool`, a `pg.Client`, PGlite. */
+export interface Queryable {
+  query(text: string, params?: unknown[]): Promise<{ rows: Record<string, unknown>[] }>
+  /** PGlite runs multi-statement scripts with `exec`. */
+  exec?(sql: string): Promise<unknown>
+}
+
+/** Options of {@link postgresTier}. */
+export interface PostgresTierOptions {
+  /** A `pg.Pool` on the primary (never a replica), or any {@link Queryable} such as PGlite. */
+  pool: Queryable
+  /**
+   * Schema holding Strata's objects; lowercase letters, digits and `_`.
+   * @default 'strata'
+   */
+  schema?: string
+  /**
+   * Run `sql/install.sql` (idempotent) before first use.
+   * @default true
+   */
+  autoInstall?: boolean
+  /** @default 'postgres' */
+  name?: string
+  /**
+   * How often expired rows are deleted, in batches, on an unref'd timer (0: never).
+   * @default 60000
+   */
+  purgeIntervalMs?: number
+  /** @default 1000 */
+  purgeBatch?: number
+  /**
+   * How long an invalidation refuses writes from executions that began before it.
+   * @default 60000
+   */
+  stampTtlMs?: number
+  /**
+   * Clock skew tolerated between hosts (see the Redis tier).
+   * @default 1000
+   */
+  skewToleranceMs?: number
+}
+
+export const postgresTierDefaults = {
+  schema: 'strata',
+  autoInstall: true,
+  name: 'postgres',
+  purgeIntervalMs: 60_000,
+  purgeBatch: 1000,
+  stampTtlMs: 60_000,
+  skewToleranceMs: 1000,
+} as const
+
+/** The install script, for `schema`; run it yourself when `autoInstall` is off. */
+export function postgresInstallSql(schema = 'strata'): string {
+  const sql = readFileSync(new URL('../../sql/install.sql', import.meta.url), 'utf8')
+  return schema === 'strata'
+    ? sql
+    : sql.replace(/\bstrata\.|SCHEMA IF NOT EXISTS strata;/g, (m) => m.replace('strata', schema))
+}
+
+/**
+ * A PostgreSQL tier on an UNLOGGED table: tags in a GIN-indexed array, invalidation with
+ * `tags && $1`, writes and invalidations ordered by the database so a stale write never lands.
+ */
+export function postgresTier(options: PostgresTierOptions): CacheTier {
+  const settings = validate(options)
+  const { pool, schema } = settings
+  let installed: Promise<void> | undefined
+  let corrupt = 0
+  let timer: ReturnType<typeof setInterval> | undefined
+
+  const ready = (): Promise<void> => {
+    if (!settings.autoInstall) return Promise.resolve()
+    installed ??= install().catch((error: unknown) => {
+      installed = undefined // retried on the next call
+      throw error
+    })
+    return installed
+  }
+  const install = async () => {
+    const sql = postgresInstallSql(schema)
+    await (pool.exec ? pool.exec(sql) : pool.query(sql))
+  }
+  const q = async (text: string, params: unknown[]) => {
+    await ready()
+    return (await pool.query(text, params)).rows
+  }
+
+  const purge = async () => {
+    const now = Date.now()
+    for (;;) {
+      const rows = await q(
+        `WITH doomed AS (SELECT ctid FROM ${schema}.entries WHERE expires_at <= $1 LIMIT $2)
+         DELETE FROM ${schema}.entries WHERE ctid IN (SELECT ctid FROM doomed) RETURNING 1`,
+        [now, settings.purgeBatch],
+      )
+      if (rows.length < settings.purgeBatch) break
+    }
+    await q(`DELETE FROM ${schema}.invalidations WHERE at < $1`, [now - settings.stampTtlMs])
+  }
+  if (settings.purgeIntervalMs > 0) {
+    timer = setInterval(() => void purge().catch(() => undefined), settings.purgeIntervalMs)
+    timer.unref?.()
+  }
+
+  return {
+    name: settings.name,
+    shared: true,
+    async get(key) {
+      const rows = await q(`SELECT value FROM ${schema}.entries WHERE key = $1 AND expires_at > $2`, [
+        key,
+        Date.now(),
+      ])
+      const value = rows[0]?.value
+      if (typeof value !== 'string') return undefined
+      const entry = decodeEntry(key, value)
+      if (!entry) {
+        corrupt++
+        await q(`DELETE FROM ${schema}.entries WHERE key = $1`, [key])
+      }
+      return entry
+    },
+    async set(key, entry, setOptions) {
+      if (entry.expiresAt <= Date.now()) return
+      const notBefore =
+        setOptions?.startedAt === undefined ? 0 : Math.max(0, setOptions.startedAt - settings.skewToleranceMs)
+      await q(`SELECT ${schema}.put($1, $2, $3, $4, $5, $6, $7, $8, $9)`, [
+        key,
+        entry.tenant,
+        entry.operationName,
+        [...new Set(entry.tags)],
+        entry.size,
+        entry.createdAt,
+        entry.expiresAt,
+        encodeEntry(key, entry),
+        notBefore,
+      ])
+    },
+    async delete(key) {
+      return (await q(`DELETE FROM ${schema}.entries WHERE key = $1 RETURNING 1`, [key])).length > 0
+    },
+    async invalidate(tags) {
+      if (tags.length === 0) return 0
+      const rows = await q(`SELECT ${schema}.invalidate($1, $2) AS removed`, [[...new Set(tags)], Date.now()])
+      return Number(rows[0]?.removed ?? 0)
+    },
+    async clear(tenant) {
+      const rows = await q(`SELECT ${schema}.clear($1, $2, $3) AS removed`, [
+        tenant === undefined,
+        tenant ?? null,
+        Date.now(),
+      ])
+      return Number(rows[0]?.removed ?? 0)
+    },
+    async list(query): Promise<EntryPage> {
+      const conditions = ['expires_at > $1', 'key > $2']
+      const params: unknown[] = [Date.now(), query.cursor ?? '']
+      if (query.tenant !== undefined)
+        conditions.push(`tenant IS NOT DISTINCT FROM $${params.push(query.tenant)}`)
+      if (query.operationName !== undefined)
+        conditions.push(`operation_name = $${params.push(query.operationName)}`)
+      if (query.tag !== undefined) conditions.push(`tags @> ARRAY[$${params.push(query.tag)}]::text[]`)
+      const rows = await q(
+        `SELECT key, tenant, operation_name, tags, size, created_at, expires_at FROM ${schema}.entries
+         WHERE ${conditions.join(' AND ')} ORDER BY key LIMIT $${params.push(query.limit + 1)}`,
+        params,
+      )
+      const page = rows.slice(0, query.limit).map((row) => ({
+        key: String(row.key),
+        tenant: row.tenant === null ? null : String(row.tenant),
+        operationName: row.operation_name === null ? null : String(row.operation_name),
+        tags: row.tags as string[],
+        size: Number(row.size),
+        createdAt: Number(row.created_at),
+        expiresAt: Number(row.expires_at),
+      }))
+      return { entries: page, cursor: rows.length > query.limit ? page.at(-1)?.key : undefined }
+    },
+    async stats(): Promise<TierStats> {
+      const rows = await q(
+        `SELECT count(*) AS entries, coalesce(sum(size), 0) AS bytes FROM ${schema}.entries WHERE expires_at > $1`,
+        [Date.now()],
+      )
+      return {
+        entries: Number(rows[0]?.entries ?? 0),
+        bytes: Number(rows[0]?.bytes ?? 0),
+        evictions: 0,
+        expirations: 0,
+        corrupt,
+      }
+    },
+    createBus: () => new PostgresBus(pool, `${schema}_bus`),
+    close() {
+      clearInterval(timer)
+    },
+  }
+}
+
+function validate(options: PostgresTierOptions) {
+  if (typeof options?.pool?.query !== 'function') {
+    throw new StrataOptionError(
+      'postgresTier.pool',
+      'must be a pg.Pool, or any object with query(text, params) such as PGlite',
+    )
+  }
+  const settings = { ...postgresTierDefaults, ...options }
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(settings.schema)) {
+    throw new StrataOptionError(
+      'postgresTier.schema',
+      `must be lowercase letters, digits and '_', got ${JSON.stringify(settings.schema)}`,
+    )
+  }
+  for (const name of ['purgeIntervalMs', 'purgeBatch', 'stampTtlMs', 'skewToleranceMs'] as const) {
+    if (!Number.isSafeInteger(settings[name]) || settings[name] < 0) {
+      throw new StrataOptionError(
+        `postgresTier.${name}`,
+        `must be a whole number >= 0, got ${String(settings[name])}`,
+      )
+    }
+  }
+  return settings
+}

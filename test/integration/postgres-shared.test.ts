@@ -1,0 +1,140 @@
+import { randomUUID } from 'node:crypto'
+import { Redis } from 'ioredis'
+import pg from 'pg'
+import { afterEach, describe, expect, it } from 'vitest'
+import { type CacheTier, memoryTier, type StrataPlugin, useStrata } from '../../src/index.js'
+import { postgresTier } from '../../src/postgres.js'
+import { redisTier } from '../../src/redis.js'
+import { BlogStore, blogSchema } from '../support/blog.js'
+import { startServer } from '../support/server.js'
+import { serviceUrl } from '../support/services.js'
+
+const closers: (() => Promise<unknown>)[] = []
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close()
+})
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+async function waitFor(check: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms
+  while (Date.now() < deadline) {
+    if (await check()) return true
+    await sleep(5)
+  }
+  return check()
+}
+
+async function pool(options: pg.PoolConfig = {}) {
+  const p = new pg.Pool({ connectionString: await serviceUrl('postgres'), max: 6, ...options })
+  closers.push(() => p.end())
+  return p
+}
+
+async function instance(tiers: CacheTier[], store: BlogStore, breaker = {}) {
+  const plugin: StrataPlugin = useStrata({ tenant: false, debug: true, tiers, breaker })
+  const server = await startServer({ schema: blogSchema(store), plugins: [plugin] })
+  closers.push(
+    () => plugin.strata.close(),
+    () => server.close(),
+  )
+  await waitFor(() => plugin.strata.cache.localTrusted, 3000)
+  return { server, strata: plugin.strata }
+}
+
+const LIST = '{ posts { id title } }'
+
+async function expectFleetCoherent(
+  a: Awaited<ReturnType<typeof instance>>,
+  b: Awaited<ReturnType<typeof instance>>,
+) {
+  expect((await a.server.query(LIST)).cache).toBe('MISS')
+  expect(await waitFor(async () => (await b.server.query(LIST)).cache === 'HIT', 1000)).toBe(true)
+  const fromB = await b.server.query(LIST)
+  expect(fromB.json.extensions?.strata).toMatchObject({ tier: 'memory' })
+  await a.server.query('mutation { updatePost(id: "3", title: "Changed on A") { id } }')
+  const mutatedAt = Date.now()
+  const fresh = await waitFor(async () => (await b.server.query(LIST)).text.includes('Changed on A'), 100)
+  expect(fresh, `B saw the mutation within 100 ms (after ${Date.now() - mutatedAt} ms)`).toBe(true)
+  expect(b.strata.stats().busMessages).toBeGreaterThan(0)
+}
+
+describe('a fleet sharing PostgreSQL', () => {
+  it('memory + Redis + PostgreSQL on two instances: B is fresh within 100 ms of a mutation on A', async () => {
+    const schema = `strata_fleet_${process.pid}`
+    const store = new BlogStore()
+    const namespace = `pgfleet-${randomUUID().slice(0, 8)}`
+    const make = async () => {
+      const client = new Redis(await serviceUrl('redis'))
+      closers.push(() => client.quit())
+      return instance(
+        [
+          memoryTier(),
+          redisTier({ client, namespace, shards: 4 }),
+          postgresTier({ pool: await pool(), schema }),
+        ],
+        store,
+      )
+    }
+    const a = await make()
+    const b = await make()
+    closers.push(async () => (await pool()).query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`))
+    await expectFleetCoherent(a, b)
+  })
+
+  it('memory + PostgreSQL only: the bus is LISTEN/NOTIFY', async () => {
+    const schema = `strata_notify_${process.pid}`
+    const store = new BlogStore()
+    const a = await instance([memoryTier(), postgresTier({ pool: await pool(), schema })], store)
+    const b = await instance([memoryTier(), postgresTier({ pool: await pool(), schema })], store)
+    closers.push(async () => (await pool()).query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`))
+    await expectFleetCoherent(a, b)
+  })
+
+  it('a killed LISTEN connection is a gap: local tiers are flushed, then used again after reconnecting', async () => {
+    const schema = `strata_gap_${process.pid}`
+    const { server, strata } = await instance(
+      [memoryTier(), postgresTier({ pool: await pool(), schema })],
+      new BlogStore(),
+    )
+    closers.push(async () => (await pool()).query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`))
+    await server.query(LIST)
+    expect((await server.query(LIST)).json.extensions?.strata).toMatchObject({ tier: 'memory' })
+    const admin = await pool()
+    const killed = await admin.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1`,
+      [`LISTEN ${schema}_bus`],
+    )
+    expect(killed.rowCount).toBe(1)
+    expect(await waitFor(() => strata.stats().busGaps > 0, 3000)).toBe(true)
+    expect(await waitFor(() => strata.cache.localTrusted, 5000)).toBe(true)
+    expect((await server.query(LIST)).json.extensions?.strata).toMatchObject({ tier: 'postgres' })
+  })
+
+  it('a PostgreSQL statement timeout makes the tier skipped: 0 failed requests, then recovery', async () => {
+    const schema = `strata_timeout_${process.pid}`
+    const tierPool = await pool({ options: '-c statement_timeout=50' })
+    const tier = postgresTier({ pool: tierPool, schema })
+    const { server, strata } = await instance([tier], new BlogStore(), { timeoutMs: 1000, cooldownMs: 100 })
+    closers.push(async () => (await pool()).query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`))
+    await server.query(LIST) // installs the schema
+    await sleep(50)
+    const locker = await (await pool()).connect()
+    await locker.query('BEGIN')
+    await locker.query(`LOCK TABLE ${schema}.entries IN ACCESS EXCLUSIVE MODE`)
+    let failures = 0
+    for (let i = 0; i < 20; i++) {
+      const res = await server.query(i % 2 ? LIST : '{ tags { label } }')
+      if (res.status !== 200 || res.json.errors || !res.json.data) failures++
+    }
+    expect(failures).toBe(0)
+    expect(strata.cache.health().postgres?.state).toBe('open')
+    await locker.query('ROLLBACK')
+    locker.release()
+    expect(await waitFor(() => strata.cache.health().postgres?.state === 'closed', 5000)).toBe(true)
+    await server.query('{ posts(first: 1) { id } }')
+    await sleep(50)
+    expect((await server.query('{ posts(first: 1) { id } }')).json.extensions?.strata).toMatchObject({
+      tier: 'postgres',
+    })
+  })
+})
