@@ -28,7 +28,7 @@ interface Target {
   child: ChildProcess
 }
 
-function startTarget(mode: 'uncached' | 'strata'): Promise<Target> {
+function startTarget(mode: 'uncached' | 'strata' | 'redis-only' | 'postgres-only'): Promise<Target> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'bench/server.ts'], {
     env: { ...process.env, MODE: mode, NODE_ENV: 'production' },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -96,6 +96,8 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 const uncached = await startTarget('uncached')
 const strata = await startTarget('strata')
+const redisOnly = await startTarget('redis-only')
+const postgresOnly = await startTarget('postgres-only')
 try {
   const scenarios: Scenario[] = [
     // The uncached server ignores the nonce; sending it keeps the client's work identical to the miss run.
@@ -103,10 +105,21 @@ try {
     { name: 'strata hit', target: strata, nonce: false },
     { name: 'strata miss', target: strata, nonce: true },
     { name: 'strata bypass', target: strata, nonce: true, bypass: true },
+    { name: 'L2 hit (Redis only)', target: redisOnly, nonce: false },
+    { name: 'L3 hit (PostgreSQL only)', target: postgresOnly, nonce: false },
   ]
   await expectStatus(strata, {}, 'MISS')
   await expectStatus(strata, {}, 'HIT')
   await expectStatus(strata, { 'x-bench-nonce': 'check' }, 'MISS')
+  for (const shared of [redisOnly, postgresOnly]) {
+    await expectStatus(shared, {}, 'MISS')
+    // The write to a shared tier does not delay the response, and a write within the tier's skew
+    // tolerance of the startup clear is refused: wait, then warm it for real.
+    await new Promise((r) => setTimeout(r, 1500))
+    await fetch(shared.url, { method: 'POST', headers, body })
+    await new Promise((r) => setTimeout(r, 100))
+    await expectStatus(shared, {}, 'HIT')
+  }
   for (const scenario of scenarios) await load(scenario, 2)
   const samples = new Map<string, { rps: number[]; p99: number[]; bad: number }>()
   for (let round = 1; round <= rounds; round++) {
@@ -142,6 +155,5 @@ try {
   const bad = [...samples.values()].reduce((n, s) => n + s.bad, 0)
   if (bad > 0) throw new Error(`${bad} requests failed during the benchmark`)
 } finally {
-  uncached.child.kill('SIGTERM')
-  strata.child.kill('SIGTERM')
+  for (const target of [uncached, strata, redisOnly, postgresOnly]) target.child.kill('SIGTERM')
 }

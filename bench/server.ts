@@ -1,10 +1,30 @@
-// Benchmark target: the blog example on embedded PGlite, with or without Strata.
-// MODE=uncached | strata. With Strata, `x-bench-nonce` feeds extraKeyData, so a load
-// that sends a fresh nonce per request exercises the full miss path (execute + store),
-// and `x-bench-bypass` switches the cache off per request (the plugin's bare hook cost).
+// Benchmark target: the blog example (data on embedded PGlite), with or without Strata.
+// MODE=uncached | strata | redis-only | postgres-only. With Strata, `x-bench-nonce` feeds
+// extraKeyData, so a load that sends a fresh nonce per request exercises the full miss path
+// (execute + store), and `x-bench-bypass` switches the cache off per request (bare hook cost).
+// The *-only modes cache in that shared tier alone (REDIS_URL / CACHE_DATABASE_URL, else local).
+import type { CacheTier } from 'graphql-strata'
+import { postgresTier } from 'graphql-strata/postgres'
+import { redisTier } from 'graphql-strata/redis'
+import { Redis } from 'ioredis'
+import pg from 'pg'
 import { startBlogServer } from '../examples/blog/app.js'
 
 const mode = process.env.MODE ?? 'strata'
+const closers: (() => Promise<unknown>)[] = []
+let tiers: CacheTier[] | undefined
+if (mode === 'redis-only') {
+  const client = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379')
+  closers.push(() => client.quit())
+  tiers = [redisTier({ client, namespace: 'strata-bench' })]
+} else if (mode === 'postgres-only') {
+  const pool = new pg.Pool({
+    connectionString: process.env.CACHE_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
+  })
+  closers.push(() => pool.end())
+  tiers = [postgresTier({ pool, schema: 'strata_bench' })]
+}
+
 const server = await startBlogServer({
   port: 0,
   strata:
@@ -13,9 +33,14 @@ const server = await startBlogServer({
       : {
           extraKeyData: ({ context }) => context.request.headers.get('x-bench-nonce'),
           enabled: ({ context }) => !context.request.headers.has('x-bench-bypass'),
+          ...(tiers ? { tiers } : {}),
         },
 })
+if (tiers) await server.strata.clear()
 process.stdout.write(`READY ${server.url}\n`)
 process.on('SIGTERM', () => {
-  void server.close().then(() => process.exit(0))
+  void server
+    .close()
+    .then(() => Promise.all(closers.map((close) => close())))
+    .then(() => process.exit(0))
 })

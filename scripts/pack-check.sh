@@ -32,8 +32,26 @@ console.log('pack-check: import and cache OK', statuses.join(' -> '))
 JS
 node smoke.mjs
 
+cat > subpaths.mjs <<'JS'
+import { existsSync } from 'node:fs'
+import { postgresInstallSql, postgresTier } from 'graphql-strata/postgres'
+import { redisTier } from 'graphql-strata/redis'
+
+if (typeof postgresTier !== 'function' || typeof redisTier !== 'function') throw new Error('subpath exports missing')
+if (!postgresInstallSql().includes('CREATE UNLOGGED TABLE IF NOT EXISTS strata.entries')) throw new Error('sql/install.sql not shipped')
+if (!existsSync('node_modules/graphql-strata/sql/install.sql')) throw new Error('sql/ not in the tarball')
+console.log('pack-check: graphql-strata/redis and graphql-strata/postgres import without ioredis or pg installed')
+JS
+node subpaths.mjs
+
 cat > types.ts <<'TS'
 import { type StrataOptions, type CacheTier, useStrata, memoryTier } from 'graphql-strata'
+import { type PostgresTierOptions } from 'graphql-strata/postgres'
+import { type RedisTierOptions } from 'graphql-strata/redis'
+const pgOptions: Partial<PostgresTierOptions> = { schema: 'cache' }
+const redisOptions: Partial<RedisTierOptions> = { shards: 8 }
+void pgOptions
+void redisOptions
 const options: StrataOptions = { tenant: ({ context }) => context.request.headers.get('x-tenant-id'), tiers: [memoryTier()] }
 const tier: CacheTier = memoryTier()
 void useStrata(options).strata.stats().hits

@@ -1,6 +1,8 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { memoryTier, type StrataHandle, type StrataOptions, useStrata } from 'graphql-strata'
+import { type CacheTier, memoryTier, type StrataHandle, type StrataOptions, useStrata } from 'graphql-strata'
+import { postgresTier } from 'graphql-strata/postgres'
+import { redisTier } from 'graphql-strata/redis'
 import { createYoga, type YogaServerInstance } from 'graphql-yoga'
 import pino, { type Logger } from 'pino'
 import { rowId, tenantData } from './data.js'
@@ -13,8 +15,13 @@ type ServerContext = {}
 export interface BlogServerOptions {
   /** TCP port; 0 picks a free one. */
   port: number
-  /** A PostgreSQL URL; without it the data lives in an in-memory PGlite. */
+  /**
+   * A PostgreSQL URL: the data lives there, and so does Strata's PostgreSQL tier. Without it the
+   * data lives in an in-memory PGlite and Strata uses its memory tier alone.
+   */
   databaseUrl?: string | undefined
+  /** A Redis URL: adds Strata's Redis tier (and invalidation bus) between memory and PostgreSQL. */
+  redisUrl?: string | undefined
   /** Used by the server and by Strata. Default: silent. */
   logger?: Logger | undefined
   /** Extra Strata options, or `false` to serve without the cache (used by the benchmark). */
@@ -42,15 +49,31 @@ export async function startBlogServer(options: BlogServerOptions): Promise<BlogS
   }
   logger.info({ database: db.kind }, 'blog database ready')
 
+  const tiers: CacheTier[] = [memoryTier({ maxBytes: 32 * 2 ** 20 })]
+  let redis: { quit(): Promise<unknown> } | undefined
+  if (options.redisUrl) {
+    const { Redis } = await import('ioredis')
+    const client = new Redis(options.redisUrl, { maxRetriesPerRequest: 2 })
+    client.on('error', (error) => logger.warn({ err: error }, 'redis connection problem'))
+    redis = client
+    tiers.push(redisTier({ client }))
+  }
+  if (db.kind === 'postgres') tiers.push(postgresTier({ pool: db.native }))
+  logger.info({ tiers: tiers.map((tier) => tier.name) }, 'cache tiers')
+
   const strata = useStrata({
     // Tenancy on: every entry is keyed by tenant; a request without one is never cached.
     tenant: ({ context }) => context.request.headers.get('x-tenant-id'),
     // PRIVATE results (`me`) are keyed by user; without x-user-id they are not cached.
     session: ({ context }) => context.request.headers.get('x-user-id'),
-    tiers: [memoryTier({ maxBytes: 32 * 2 ** 20 })],
+    tiers,
     logger,
     ...(options.strata || {}),
   })
+
+  // The example resets its data to the seed rows at every start, so entries a previous run left
+  // in the shared tiers describe data that no longer exists: drop them.
+  if (tiers.length > 1) await strata.strata.clear()
 
   const yoga = createYoga<ServerContext, BlogContext>({
     schema,
@@ -75,7 +98,7 @@ export async function startBlogServer(options: BlogServerOptions): Promise<BlogS
       })
     })
   } catch (error) {
-    await Promise.allSettled([strata.strata.close(), db.close()])
+    await Promise.allSettled([strata.strata.close(), redis?.quit(), db.close()])
     throw error
   }
   const { port } = server.address() as AddressInfo
@@ -89,6 +112,7 @@ export async function startBlogServer(options: BlogServerOptions): Promise<BlogS
         server.closeAllConnections()
       })
       await strata.strata.close()
+      await redis?.quit()
       await db.close()
       logger.info('blog server closed')
     })()

@@ -1,3 +1,4 @@
+import type { Queryable } from 'graphql-strata/postgres'
 import type { Logger } from 'pino'
 
 /**
@@ -6,6 +7,8 @@ import type { Logger } from 'pino'
  */
 export interface Db {
   readonly kind: 'pglite' | 'postgres'
+  /** The driver itself (a pg.Pool, or PGlite), for Strata's PostgreSQL tier. */
+  readonly native: Queryable
   /** One statement with `$1`-style parameters; resolves its rows. */
   query<T extends object>(text: string, params?: readonly unknown[]): Promise<T[]>
   /** Several statements without parameters (schema and seed). */
@@ -32,6 +35,7 @@ async function openPGlite(): Promise<Db> {
   await pglite.waitReady
   return {
     kind: 'pglite',
+    native: pglite,
     query: async <T extends object>(text: string, params: readonly unknown[] = []) =>
       (await pglite.query<T>(text, [...params])).rows,
     exec: async (sql) => {
@@ -47,6 +51,7 @@ async function openPostgres(databaseUrl: string, logger: Logger): Promise<Db> {
   pool.on('error', (error) => logger.error({ err: error }, 'idle PostgreSQL client failed'))
   return {
     kind: 'postgres',
+    native: pool,
     query: async <T extends object>(text: string, params: readonly unknown[] = []) =>
       (await pool.query(text, [...params])).rows as T[],
     exec: async (sql) => {

@@ -1,5 +1,5 @@
 // The blog example's command line: `npm run example`, or `npx tsx examples/blog/server.ts`.
-// Env: PORT (default 4000), DATABASE_URL (default: in-memory PGlite), LOG_LEVEL (default info).
+// Env: PORT (default 4000), DATABASE_URL (default: in-memory PGlite), REDIS_URL (optional), LOG_LEVEL (default info).
 import pino from 'pino'
 import { startBlogServer } from './app.js'
 
@@ -13,7 +13,12 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
 
 let app: Awaited<ReturnType<typeof startBlogServer>>
 try {
-  app = await startBlogServer({ port, databaseUrl: process.env.DATABASE_URL || undefined, logger })
+  app = await startBlogServer({
+    port,
+    databaseUrl: process.env.DATABASE_URL || undefined,
+    redisUrl: process.env.REDIS_URL || undefined,
+    logger,
+  })
 } catch (error) {
   logger.fatal({ err: error }, 'blog example failed to start')
   process.exit(1)

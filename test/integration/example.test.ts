@@ -14,12 +14,17 @@ async function ask(server: BlogServer, query: string, headers: Record<string, st
 
 const LIST = '{ posts(first: 10) { id title author { id name } } }'
 
-for (const database of ['embedded PGlite', 'real PostgreSQL'] as const) {
-  describe(`examples/blog on ${database}`, () => {
+for (const setup of [
+  'embedded PGlite',
+  'real PostgreSQL',
+  'real PostgreSQL and Redis (three tiers)',
+] as const) {
+  describe(`examples/blog on ${setup}`, () => {
     let server: BlogServer
     beforeAll(async () => {
-      const databaseUrl = database === 'real PostgreSQL' ? await serviceUrl('postgres') : undefined
-      server = await startBlogServer({ port: 0, databaseUrl })
+      const databaseUrl = setup === 'embedded PGlite' ? undefined : await serviceUrl('postgres')
+      const redisUrl = setup.includes('Redis') ? await serviceUrl('redis') : undefined
+      server = await startBlogServer({ port: 0, databaseUrl, redisUrl })
     }, 120_000)
     afterAll(() => server?.close())
 
