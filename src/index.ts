@@ -1,3 +1,4 @@
+export type { ChangeSink, ChangeSource, ChangeSourceStatus } from './changes/source.js'
 export { collectionTag, entityTag, tagsForEntityChange, tagsForTypeChange, typeTag } from './entities/tags.js'
 export { StrataError, type StrataErrorCode, StrataOptionError, StrataSchemaError } from './errors.js'
 export { canonicalJson } from './key/canonical.js'
@@ -12,6 +13,19 @@ export {
   strataDirectivesSdl,
 } from './policy/directives.js'
 export type { CacheHint, CacheScope } from './policy/policy.js'
+export { type BreakerOptions, type BreakerStats, breakerDefaults } from './tiers/breaker.js'
 export { type MemoryTier, type MemoryTierOptions, memoryTier, memoryTierDefaults } from './tiers/memory.js'
-export type { CacheEntry, CacheTier, MaybePromise, TierStats } from './tiers/tier.js'
+export type {
+  BusHandlers,
+  BusMessage,
+  CacheBus,
+  CacheEntry,
+  CacheTier,
+  EntryPage,
+  EntryQuery,
+  EntrySummary,
+  MaybePromise,
+  SetOptions,
+  TierStats,
+} from './tiers/tier.js'
 export { TieredCache, type TieredHit } from './tiers/tiered.js'

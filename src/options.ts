@@ -1,5 +1,6 @@
 import type { DocumentNode, GraphQLSchema } from 'graphql'
 import type { Logger } from 'pino'
+import type { ChangeSource } from './changes/source.js'
 import { StrataOptionError } from './errors.js'
 import type { CacheHint } from './policy/policy.js'
 import { type BreakerOptions, breakerDefaults } from './tiers/breaker.js'
@@ -45,6 +46,12 @@ export interface StrataOptions<TContext = StrataContext> {
    * @default [memoryTier()]
    */
   tiers?: readonly CacheTier[]
+  /**
+   * Database changes that invalidate the cache, e.g. `postgresChanges({ pool })` from
+   * `graphql-strata/postgres`, fed by triggers installed with `strata.watch(...)`.
+   * @default none
+   */
+  changes?: ChangeSource
   /**
    * Carries invalidations to other instances' local tiers. Default: the bus of the first shared
    * tier that has one (Redis pub/sub, else PostgreSQL NOTIFY) when local tiers are used; `false`
@@ -238,6 +245,7 @@ const KNOWN = new Set([
   'logger',
   'breaker',
   'bus',
+  'changes',
 ])
 
 /** Throws a `StrataOptionError` naming the first invalid option. */
@@ -338,6 +346,15 @@ export function validateOptions(options: unknown): void {
     const bus = options.bus as Partial<CacheBus> | null
     if (typeof bus?.start !== 'function' || typeof bus.publish !== 'function')
       fail('bus', 'must be a cache bus (start, publish, close) or false')
+  }
+  if (options.changes !== undefined) {
+    const changes = options.changes as Partial<ChangeSource> | null
+    if (typeof changes?.start !== 'function' || typeof changes.status !== 'function') {
+      fail(
+        'changes',
+        'must be a change source such as postgresChanges({ pool }) from graphql-strata/postgres',
+      )
+    }
   }
   if (options.breaker !== undefined) {
     checkRecord(options.breaker, 'breaker')

@@ -1,4 +1,10 @@
 export {
+  type PostgresChangesOptions,
+  postgresChanges,
+  postgresChangesDefaults,
+  postgresChangesSql,
+} from './changes/postgres-changes.js'
+export {
   type PostgresTierOptions,
   postgresInstallSql,
   postgresTier,

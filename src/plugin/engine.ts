@@ -1,6 +1,7 @@
 import type { Plugin } from '@envelop/core'
 import type { ExecutionArgs, ExecutionResult } from 'graphql'
 import type { Logger } from 'pino'
+import type { ChangeSink, ChangeSource } from '../changes/source.js'
 import type { CollectScope } from '../entities/collect.js'
 import { InvalidationClock } from '../invalidation/clock.js'
 import { type BypassReason, bump, emptyStats, type StrataStats } from '../observability/stats.js'
@@ -42,7 +43,7 @@ export class StrataEngine {
     readonly bus: CacheBus | undefined,
   ) {
     // Until the bus listens, another instance's invalidation could be missed: distrust local tiers.
-    if (bus) cache.localTrusted = false
+    if (bus) cache.distrustLocal('bus')
   }
 
   /** Starts listening for other instances' invalidations. */
@@ -87,6 +88,53 @@ export class StrataEngine {
     return removed
   }
 
+  /** Starts a database change source; until it has caught up, local tiers are not used. */
+  async startChanges(source: ChangeSource): Promise<void> {
+    this.cache.distrustLocal('changes')
+    const sink: ChangeSink = {
+      logger: this.logger,
+      invalidate: async (tags, scope) => {
+        if (scope === 'all') {
+          await this.invalidateTags(tags)
+          return
+        }
+        this.clock.invalidated(tags)
+        this.flights.detachAll()
+        await this.cache.invalidateLocal(tags)
+      },
+      flush: async (_reason, scope) => {
+        if (scope === 'all') {
+          await this.clear()
+          return
+        }
+        this.clock.flushed()
+        this.flights.detachAll()
+        await this.cache.clearLocal()
+      },
+      down: (reason) => {
+        this.cache.distrustLocal('changes')
+        this.clock.flushed()
+        this.flights.detachAll()
+        void this.cache.clearLocal()
+        this.logger.warn(
+          { reason },
+          'strata: database change listener down; local tiers unused until it has caught up',
+        )
+      },
+      up: () => {
+        this.cache.trustLocal('changes')
+      },
+    }
+    try {
+      await source.start(sink)
+    } catch (error) {
+      this.logger.error(
+        { err: error, source: source.name },
+        'strata: database change source failed to start; local tiers stay unused',
+      )
+    }
+  }
+
   async #publish(message: BusMessage): Promise<void> {
     if (!this.bus) return
     try {
@@ -114,7 +162,7 @@ export class StrataEngine {
 
   #busDown(reason: string): void {
     this.stats.busGaps++
-    this.cache.localTrusted = false
+    this.cache.distrustLocal('bus')
     this.clock.flushed()
     this.flights.detachAll()
     void this.cache.clearLocal()
@@ -128,7 +176,7 @@ export class StrataEngine {
     // Anything cached locally may have missed messages while the bus was away.
     this.clock.flushed()
     void this.cache.clearLocal()
-    this.cache.localTrusted = true
+    this.cache.trustLocal('bus')
     this.logger.info({ bus: this.bus?.name }, 'strata: invalidation bus up; local tiers in use')
   }
 

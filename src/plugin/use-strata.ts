@@ -1,6 +1,7 @@
 import type { Plugin } from '@envelop/core'
 import type { GraphQLSchema } from 'graphql'
 import pino, { type Logger } from 'pino'
+import type { ChangeSourceStatus } from '../changes/source.js'
 import { tagsForEntityChange, tagsForTypeChange } from '../entities/tags.js'
 import { deriveKey } from '../key/key.js'
 import type { StrataStats } from '../observability/stats.js'
@@ -33,8 +34,10 @@ export interface StrataHandle {
   /** A snapshot of the counters. */
   stats(): StrataStats
   readonly cache: TieredCache
-  /** Closes the tiers (timers, connections). */
+  /** Closes the tiers, the bus and the change source (timers, connections; never your clients). */
   close(): Promise<void>
+  /** The database change source's state, if one is configured. */
+  changes(): ChangeSourceStatus | undefined
 }
 
 /** The plugin `useStrata` returns: an Envelop plugin (with Yoga hooks) plus its handle. */
@@ -66,6 +69,7 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
     bus,
   )
   void engine.startBus()
+  if (options.changes) void engine.startChanges(options.changes)
   const schemas = new WeakMap<GraphQLSchema, SchemaState>()
   let warnedNoTenant = false
 
@@ -177,7 +181,9 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
       clear: (tenant) => engine.clear(tenant),
       stats: () => structuredClone(engine.stats),
       cache: engine.cache,
+      changes: () => options.changes?.status(),
       close: async () => {
+        await options.changes?.close()
         await bus?.close()
         await engine.cache.close()
       },

@@ -20,8 +20,8 @@ export class TieredCache {
   readonly tiers: readonly CacheTier[]
   readonly #guards: readonly (TierGuard | undefined)[]
   readonly #logger: Logger
-  /** Local tiers are skipped while they cannot be trusted (the invalidation bus is down). */
-  #localTrusted = true
+  /** Why local tiers cannot be trusted right now (the bus or the change listener is down). */
+  readonly #distrust = new Set<string>()
 
   constructor(tiers: readonly CacheTier[], logger: Logger, breaker: Partial<BreakerOptions> = {}) {
     this.tiers = tiers
@@ -34,13 +34,21 @@ export class TieredCache {
    * The first live entry, searching tiers in order. Synchronous when the answering tier is
    * (a memory hit). A shared-tier entry that `fresh` rejects is neither served nor promoted.
    */
-  /** Whether local tiers are read and written; they are still invalidated and cleared either way. */
-  set localTrusted(value: boolean) {
-    this.#localTrusted = value
+  /**
+   * Stops reading and writing local tiers until `trustLocal(reason)` (they are still invalidated
+   * and cleared): while an invalidation source is down, they may miss what changed.
+   */
+  distrustLocal(reason: string): void {
+    this.#distrust.add(reason)
   }
 
+  trustLocal(reason: string): void {
+    this.#distrust.delete(reason)
+  }
+
+  /** Whether local tiers are read and written. */
   get localTrusted(): boolean {
-    return this.#localTrusted
+    return this.#distrust.size === 0
   }
 
   get(key: string, fresh?: FreshnessCheck): MaybePromise<TieredHit | undefined> {
@@ -54,7 +62,7 @@ export class TieredCache {
   ): MaybePromise<TieredHit | undefined> {
     for (let i = start; i < this.tiers.length; i++) {
       const tier = this.tiers[i] as CacheTier
-      if (!tier.shared && !this.#localTrusted) continue
+      if (!tier.shared && this.#distrust.size > 0) continue
       const guard = this.#guards[i]
       if (guard) {
         if (!guard.available) continue
@@ -102,7 +110,7 @@ export class TieredCache {
 
   #write(index: number, key: string, entry: CacheEntry, options: SetOptions): void {
     const tier = this.tiers[index] as CacheTier
-    if (!tier.shared && !this.#localTrusted) return
+    if (!tier.shared && this.#distrust.size > 0) return
     const guard = this.#guards[index]
     if (guard) {
       if (guard.available) guard.run('set', () => tier.set(key, entry, options)).catch(() => {})

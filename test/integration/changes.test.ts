@@ -1,0 +1,180 @@
+import pg from 'pg'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { memoryTier, type StrataPlugin, useStrata } from '../../src/index.js'
+import { postgresChanges } from '../../src/postgres.js'
+import { createPgBlog } from '../support/pg-blog.js'
+import { startServer, type TestServer } from '../support/server.js'
+import { serviceUrl } from '../support/services.js'
+
+const data = `chg_data_${process.pid}`
+const strataSchema = `chg_strata_${process.pid}`
+let admin: pg.Pool
+let blog: Awaited<ReturnType<typeof createPgBlog>>
+const closers: (() => Promise<unknown>)[] = []
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+async function waitFor(check: () => Promise<boolean>, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms
+  while (Date.now() < deadline) {
+    if (await check()) return true
+    await sleep(10)
+  }
+  return check()
+}
+
+beforeAll(async () => {
+  admin = new pg.Pool({ connectionString: await serviceUrl('postgres'), max: 4 })
+  blog = await createPgBlog(admin, data)
+  const source = postgresChanges({ pool: admin, schema: strataSchema })
+  // Install the change log and watch the tables (what an operator does once).
+  await source.start({
+    logger: (await import('pino')).default({ level: 'silent' }),
+    invalidate: async () => {},
+    flush: async () => {},
+    down: () => {},
+    up: () => {},
+  })
+  await source.close()
+  await admin.query(`SELECT ${strataSchema}.watch('${data}.post', 'Post', 'id', 'tenant_id')`)
+  await admin.query(`SELECT ${strataSchema}.watch('${data}.line', 'Line', 'order_id,pos')`)
+})
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close()
+})
+afterAll(async () => {
+  await blog?.drop()
+  await admin?.query(`DROP SCHEMA IF EXISTS ${strataSchema} CASCADE`)
+  await admin?.end()
+})
+
+async function instance(options: { mode?: 'listen' | 'poll' } = {}) {
+  const pool = new pg.Pool({ connectionString: await serviceUrl('postgres'), max: 4 })
+  const plugin: StrataPlugin = useStrata({
+    tenant: false,
+    tiers: [memoryTier()],
+    keyFields: { Line: ['orderId', 'pos'] },
+    changes: postgresChanges({
+      pool,
+      schema: strataSchema,
+      mode: options.mode ?? 'listen',
+      pollMs: 20,
+      followerPollMs: 200,
+    }),
+  })
+  const server = await startServer({ schema: blog.schema, plugins: [plugin] })
+  closers.push(
+    () => pool.end(),
+    () => plugin.strata.close(),
+    () => server.close(),
+  )
+  if (!(await waitFor(async () => plugin.strata.cache.localTrusted, 5000)))
+    throw new Error('change source did not start')
+  return { server, strata: plugin.strata, pool }
+}
+
+const POST = 'query($id: ID!) { post(id: $id) { id title } }'
+const titleOf = async (server: TestServer, id: number) =>
+  (await server.query(POST, { id: String(id) })).json.data?.post as { title: string } | null
+
+describe('database changes invalidate the cache', () => {
+  it('SQL UPDATE, INSERT and DELETE outside GraphQL: the next read is fresh within a bounded wait', async () => {
+    const { server } = await instance()
+    await server.query(POST, { id: '1' })
+    expect((await server.query(POST, { id: '1' })).cache).toBe('HIT')
+    await admin.query(`UPDATE ${data}.post SET title = 'sql-update' WHERE id = 1`)
+    expect(await waitFor(async () => (await titleOf(server, 1))?.title === 'sql-update', 1000)).toBe(true)
+
+    expect(await titleOf(server, 100)).toBeNull()
+    await admin.query(`INSERT INTO ${data}.post (id, title) VALUES (100, 'inserted')`)
+    expect(await waitFor(async () => (await titleOf(server, 100))?.title === 'inserted', 1000)).toBe(true)
+
+    await server.query('{ posts { id } }')
+    await admin.query(`DELETE FROM ${data}.post WHERE id = 100`)
+    expect(await waitFor(async () => (await titleOf(server, 100)) === null, 1000)).toBe(true)
+    expect(
+      await waitFor(async () => !(await server.query('{ posts { id } }')).text.includes('"100"'), 1000),
+    ).toBe(true)
+  })
+
+  it('multi-row statements and COPY', async () => {
+    const { server } = await instance()
+    for (const id of [2, 3]) await server.query(POST, { id: String(id) })
+    await admin.query(`UPDATE ${data}.post SET title = 'bulk' WHERE id IN (2, 3)`)
+    expect(
+      await waitFor(
+        async () =>
+          (await titleOf(server, 2))?.title === 'bulk' && (await titleOf(server, 3))?.title === 'bulk',
+        1000,
+      ),
+    ).toBe(true)
+    expect(await titleOf(server, 200)).toBeNull()
+    await admin.query(`COPY ${data}.post (id, title) FROM PROGRAM 'printf "200\\tcopied\\n201\\tcopied\\n"'`)
+    expect(await waitFor(async () => (await titleOf(server, 200))?.title === 'copied', 1000)).toBe(true)
+    await admin.query(`DELETE FROM ${data}.post WHERE id >= 200`)
+  })
+
+  it('a composite-key table', async () => {
+    const { server } = await instance()
+    const line = 'query { line(orderId: "1", pos: 2) { orderId pos qty } }'
+    expect((await server.query(line)).json.data?.line).toMatchObject({ qty: 20 })
+    expect((await server.query(line)).cache).toBe('HIT')
+    await admin.query(`UPDATE ${data}.line SET qty = 21 WHERE order_id = 1 AND pos = 2`)
+    expect(
+      await waitFor(async () => JSON.stringify((await server.query(line)).json).includes('21'), 1000),
+    ).toBe(true)
+  })
+
+  it('the listener connection killed while writes continue: after reconnecting, no change is lost', async () => {
+    const { server, strata } = await instance()
+    const ids = [1, 2, 3, 4, 5]
+    let version = 0
+    const writes = (async () => {
+      for (let i = 0; i < 60; i++) {
+        version++
+        await admin.query(`UPDATE ${data}.post SET title = $2 WHERE id = $1`, [ids[i % 5], `k${version}`])
+        for (const id of ids) await server.query(POST, { id: String(id) }) // keep everything cached
+        await sleep(5)
+      }
+    })()
+    await sleep(60)
+    const killed = await admin.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`,
+      [`graphql-strata changes ${strataSchema}`],
+    )
+    expect(killed.rowCount).toBeGreaterThan(0)
+    await writes
+    expect(
+      await waitFor(async () => strata.changes()?.reconnects !== 0 && strata.cache.localTrusted, 5000),
+    ).toBe(true)
+    const truth = (await admin.query(`SELECT id, title FROM ${data}.post ORDER BY id`)).rows as {
+      id: number
+      title: string
+    }[]
+    for (const { id, title } of truth) {
+      expect(
+        await waitFor(async () => (await titleOf(server, id))?.title === title, 1000),
+        `post ${id}`,
+      ).toBe(true)
+    }
+  })
+
+  it('a gap the log cannot cover flushes the cache', async () => {
+    const { server, strata } = await instance()
+    await server.query(POST, { id: '4' })
+    expect((await server.query(POST, { id: '4' })).cache).toBe('HIT')
+    await admin.query(`UPDATE ${strataSchema}.changes_state SET pruned_through = pruned_through + 1000000000`)
+    expect(await waitFor(async () => (strata.changes()?.flushes ?? 0) > 0, 2000)).toBe(true)
+    expect((await server.query(POST, { id: '4' })).cache).toBe('MISS')
+    await admin.query(`UPDATE ${strataSchema}.changes_state SET pruned_through = 0`)
+  })
+
+  it('three instances are all invalidated, in listen and in poll mode', async () => {
+    const fleet = [await instance(), await instance(), await instance({ mode: 'poll' })]
+    for (const { server } of fleet) await server.query(POST, { id: '5' })
+    await admin.query(`UPDATE ${data}.post SET title = 'everyone' WHERE id = 5`)
+    for (const { server } of fleet) {
+      expect(await waitFor(async () => (await titleOf(server, 5))?.title === 'everyone', 1500)).toBe(true)
+    }
+    expect(fleet.filter(({ strata }) => strata.changes()?.state === 'leader')).toHaveLength(1)
+  })
+})
