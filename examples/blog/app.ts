@@ -1,7 +1,12 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { type CacheTier, memoryTier, type StrataHandle, type StrataOptions, useStrata } from 'graphql-strata'
-import { postgresTier } from 'graphql-strata/postgres'
+import {
+  postgresChanges,
+  postgresChangesSql,
+  postgresInstallSql,
+  postgresTier,
+} from 'graphql-strata/postgres'
 import { redisTier } from 'graphql-strata/redis'
 import { createYoga, type YogaServerInstance } from 'graphql-yoga'
 import pino, { type Logger } from 'pino'
@@ -43,6 +48,14 @@ export async function startBlogServer(options: BlogServerOptions): Promise<BlogS
   const db = await openDb(options.databaseUrl, logger)
   try {
     await db.exec(setupSql)
+    // Database change capture: triggers record every committed change to these tables in a log
+    // that Strata reads, so SQL run outside GraphQL invalidates the cache too.
+    await db.exec(`${postgresInstallSql()}\n${postgresChangesSql()}`)
+    await db.exec(`
+      SELECT strata.watch('blog_example.posts', 'Post', 'id', 'tenant_id');
+      SELECT strata.watch('blog_example.authors', 'Author', 'id', 'tenant_id');
+      SELECT strata.watch('blog_example.comments', 'Comment', 'id', 'tenant_id');
+    `)
   } catch (error) {
     await db.close()
     throw error
@@ -67,6 +80,7 @@ export async function startBlogServer(options: BlogServerOptions): Promise<BlogS
     // PRIVATE results (`me`) are keyed by user; without x-user-id they are not cached.
     session: ({ context }) => context.request.headers.get('x-user-id'),
     tiers,
+    changes: postgresChanges({ pool: db.native }),
     logger,
     ...(options.strata || {}),
   })
@@ -74,6 +88,7 @@ export async function startBlogServer(options: BlogServerOptions): Promise<BlogS
   // The example resets its data to the seed rows at every start, so entries a previous run left
   // in the shared tiers describe data that no longer exists: drop them.
   if (tiers.length > 1) await strata.strata.clear()
+  await strata.strata.ready()
 
   const yoga = createYoga<ServerContext, BlogContext>({
     schema,
@@ -88,7 +103,25 @@ export async function startBlogServer(options: BlogServerOptions): Promise<BlogS
     },
   })
 
-  const server = createServer(yoga)
+  // Demo only, embedded database only: POST an SQL statement to /sql to change data outside
+  // GraphQL (with a real PostgreSQL, use psql). Never expose such an endpoint in a real server.
+  const server = createServer((request, response) => {
+    if (request.url !== '/sql' || request.method !== 'POST' || db.kind !== 'pglite')
+      return yoga(request, response)
+    let sql = ''
+    request.on('data', (chunk: Buffer) => {
+      sql += chunk.toString()
+    })
+    request.on('end', () => {
+      db.exec(sql).then(
+        () => response.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}\n'),
+        (error: Error) =>
+          response
+            .writeHead(400, { 'content-type': 'application/json' })
+            .end(`${JSON.stringify({ error: error.message })}\n`),
+      )
+    })
+  })
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)

@@ -36,6 +36,11 @@ export interface StrataHandle {
   readonly cache: TieredCache
   /** Closes the tiers, the bus and the change source (timers, connections; never your clients). */
   close(): Promise<void>
+  /**
+   * Resolves once the invalidation bus and the change source have started (or failed to, which
+   * is logged): from then on local tiers are in use. Await it before serving traffic.
+   */
+  ready(): Promise<void>
   /** The database change source's state, if one is configured. */
   changes(): ChangeSourceStatus | undefined
 }
@@ -68,8 +73,10 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
     logger,
     bus,
   )
-  void engine.startBus()
-  if (options.changes) void engine.startChanges(options.changes)
+  const started = Promise.all([
+    engine.startBus(),
+    options.changes ? engine.startChanges(options.changes) : undefined,
+  ])
   const schemas = new WeakMap<GraphQLSchema, SchemaState>()
   let warnedNoTenant = false
 
@@ -182,6 +189,9 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
       stats: () => structuredClone(engine.stats),
       cache: engine.cache,
       changes: () => options.changes?.status(),
+      ready: async () => {
+        await started
+      },
       close: async () => {
         await options.changes?.close()
         await bus?.close()

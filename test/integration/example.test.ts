@@ -64,3 +64,28 @@ for (const setup of [
     })
   })
 }
+
+describe('examples/blog: SQL outside GraphQL invalidates the cache (embedded PGlite)', () => {
+  let server: BlogServer
+  beforeAll(async () => {
+    server = await startBlogServer({ port: 0 })
+  }, 120_000)
+  afterAll(() => server?.close())
+
+  it('an SQL UPDATE posted to the demo /sql endpoint makes the cached post fresh', async () => {
+    const query = '{ post(id: "1") { id title } }'
+    await ask(server, query)
+    expect((await ask(server, query)).cache).toBe('HIT')
+    const sql = await fetch(server.url.replace('/graphql', '/sql'), {
+      method: 'POST',
+      body: "UPDATE blog_example.posts SET title = 'Edited in SQL' WHERE id = 1",
+    })
+    expect(sql.status).toBe(200)
+    let fresh = false
+    for (let i = 0; i < 100 && !fresh; i++) {
+      fresh = (await ask(server, query)).text.includes('Edited in SQL')
+      if (!fresh) await new Promise((r) => setTimeout(r, 10))
+    }
+    expect(fresh).toBe(true)
+  })
+})
