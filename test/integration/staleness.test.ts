@@ -67,7 +67,11 @@ it('zero reads older than a commit finished over 1 s before, zero read-your-writ
     committed.set(id, list)
   }
   for (let id = 1; id <= 5; id++) record(id, 0, 0)
-  const versionOf = (title: string) => Number(title.slice(1))
+  const versionOf = (res: { json: { data?: Record<string, unknown> | null } }): number => {
+    const post = res.json.data?.post as { title?: string } | null | undefined
+    if (typeof post?.title !== 'string') throw new Error(`unexpected response: ${JSON.stringify(res.json)}`)
+    return Number(post.title.slice(1))
+  }
   const deadline = Date.now() + RUN_MS
   const staleness: number[] = []
   let reads = 0
@@ -100,7 +104,7 @@ it('zero reads older than a commit finished over 1 s before, zero read-your-writ
       const after = await target.server.query('query($id: ID!) { post(id: $id) { title } }', {
         id: String(id),
       })
-      if (versionOf((after.json.data?.post as { title: string }).title) < version) ryw++
+      if (versionOf(after) < version) ryw++
       await sleep(25)
     }
   }
@@ -109,7 +113,7 @@ it('zero reads older than a commit finished over 1 s before, zero read-your-writ
       const id = 1 + Math.floor(Math.random() * 5)
       const started = Date.now()
       const res = await server.query('query($id: ID!) { post(id: $id) { title } }', { id: String(id) })
-      const seen = versionOf((res.json.data?.post as { title: string }).title)
+      const seen = versionOf(res)
       reads++
       const history = committed.get(id) ?? []
       // The first version newer than the one served that had committed before the read started.
