@@ -44,4 +44,7 @@ echo "| table | median tps | ratio |"
 echo "| --- | ---: | ---: |"
 echo "| plain | $p | 1.00 |"
 echo "| watched (strata.watch) | $w | $(awk -v w="$w" -v p="$p" 'BEGIN {printf "%.2f", w / p}') |"
+pairs=()
+for i in "${!plain[@]}"; do pairs+=("$(awk -v w="${watched[$i]}" -v p="${plain[$i]}" 'BEGIN {printf "%.3f", w / p}')"); done
+echo "pairwise ratios (each watched run / the plain run just before it): ${pairs[*]}; median $(median "${pairs[@]}")"
 psql -q -c 'DROP TABLE strata_bench_plain, strata_bench_watched' >/dev/null
