@@ -27,6 +27,9 @@ if (mode === 'redis-only') {
 
 const server = await startBlogServer({
   port: 0,
+  // The cache paths are measured alone: on the embedded database the change listener's polling
+  // shares PGlite's single thread with the resolvers (measured separately in RESULTS.md).
+  changes: process.env.CHANGES === '1',
   strata:
     mode === 'uncached'
       ? false

@@ -29,6 +29,11 @@ export interface BlogServerOptions {
   redisUrl?: string | undefined
   /** Used by the server and by Strata. Default: silent. */
   logger?: Logger | undefined
+  /**
+   * Capture database changes (triggers + listener).
+   * @default true
+   */
+  changes?: boolean
   /** Extra Strata options, or `false` to serve without the cache (used by the benchmark). */
   strata?: Partial<StrataOptions> | false
 }
@@ -80,7 +85,7 @@ export async function startBlogServer(options: BlogServerOptions): Promise<BlogS
     // PRIVATE results (`me`) are keyed by user; without x-user-id they are not cached.
     session: ({ context }) => context.request.headers.get('x-user-id'),
     tiers,
-    changes: postgresChanges({ pool: db.native }),
+    ...(options.changes === false ? {} : { changes: postgresChanges({ pool: db.native }) }),
     logger,
     ...(options.strata || {}),
   })
