@@ -1,8 +1,7 @@
-import { readFileSync } from 'node:fs'
-import { collectionTag, entityTag } from '../entities/tags.js'
 import { StrataOptionError } from '../errors.js'
 import { postgresInstallSql, type Queryable } from '../tiers/postgres.js'
-import { type ChangeRow, LogCursor } from './cursor.js'
+import { sqlScript } from '../tiers/sql-script.js'
+import { ChangeLogReader } from './change-log.js'
 import type { ChangeSink, ChangeSource, ChangeSourceStatus } from './source.js'
 
 /** A dedicated connection (`pg.Pool#connect()`). */
@@ -64,10 +63,7 @@ export const postgresChangesDefaults = {
 
 /** The change-capture script for `schema`; run it (after the install script) when `autoInstall` is off. */
 export function postgresChangesSql(schema = 'strata'): string {
-  const sql = readFileSync(new URL('../../sql/changes.sql', import.meta.url), 'utf8')
-  return schema === 'strata'
-    ? sql
-    : sql.replace(/\bstrata\.|SCHEMA IF NOT EXISTS strata;/g, (m) => m.replace('strata', schema))
+  return sqlScript('changes.sql', schema)
 }
 
 /** Database changes, captured by triggers (`strata.watch(...)`) into a change log, invalidate the cache. */
@@ -82,19 +78,14 @@ class PostgresChanges implements ChangeSource {
   readonly name = 'postgres-changes'
   readonly #s: Settings
   #sink: ChangeSink | undefined
-  #cursor: LogCursor | undefined
-  #epoch: string | undefined
+  #reader: ChangeLogReader | undefined
   #session: Session | undefined
   #unlisten: (() => Promise<void>) | undefined
   #state: ChangeSourceStatus['state'] = 'starting'
   #leader = false
   readonly #timers = new Set<ReturnType<typeof setTimeout>>()
-  #reading: Promise<void> | undefined
-  #again = false
   #backoff = 100
   #reconnects = 0
-  #flushes = 0
-  #lastRead: number | undefined
   #lastError: string | null = null
   #closed = false
 
@@ -108,25 +99,42 @@ class PostgresChanges implements ChangeSource {
 
   async start(sink: ChangeSink): Promise<void> {
     this.#sink = sink
+    const { schema, batch, mode } = this.#s
+    this.#reader = new ChangeLogReader({
+      schema,
+      batch,
+      mode,
+      channel: this.#channel,
+      sink,
+      query: (text, params) => this.#q(text, params),
+      leader: () => this.#leader,
+    })
     if (this.#s.autoInstall) {
       const sql = `${postgresInstallSql(this.#s.schema)}\n${postgresChangesSql(this.#s.schema)}`
       await (this.#s.pool.exec ? this.#s.pool.exec(sql) : this.#s.pool.query(sql))
     }
     await this.#connect().catch((error: unknown) => this.#lost(error))
-    this.#every(this.#s.pruneIntervalMs, () => this.#prune())
+    this.#every(this.#s.pruneIntervalMs, async () => this.#reader?.prune(this.#s.retentionMs))
   }
 
   status(): ChangeSourceStatus {
+    const cursor = this.#reader?.cursor
+    const lastRead = this.#reader?.lastRead
     return {
       state: this.#state,
-      appliedThrough: this.#cursor?.low ?? 0,
-      seen: this.#cursor?.maxSeen ?? 0,
-      pending: this.#cursor?.holes.length ?? 0,
+      appliedThrough: cursor?.low ?? 0,
+      seen: cursor?.maxSeen ?? 0,
+      pending: cursor?.holes.length ?? 0,
       reconnects: this.#reconnects,
-      flushes: this.#flushes,
-      sinceLastRead: this.#lastRead === undefined ? null : Date.now() - this.#lastRead,
+      flushes: this.#reader?.flushes ?? 0,
+      sinceLastRead: lastRead === undefined ? null : Date.now() - lastRead,
       lastError: this.#lastError,
     }
+  }
+
+  /** Reads the log until caught up. */
+  #read(): Promise<void> {
+    return (this.#reader as ChangeLogReader).read()
   }
 
   async close(): Promise<void> {
@@ -134,7 +142,7 @@ class PostgresChanges implements ChangeSource {
     this.#state = 'closed'
     for (const timer of this.#timers) clearTimeout(timer)
     this.#timers.clear()
-    await this.#reading?.catch(() => undefined)
+    await this.#reader?.settled()
     await this.#unlisten?.()
     this.#release()
   }
@@ -279,128 +287,6 @@ class PostgresChanges implements ChangeSource {
         }
       })
     retry()
-  }
-
-  /** Reads the log until caught up; one read at a time. */
-  #read(): Promise<void> {
-    if (this.#reading) {
-      this.#again = true
-      return this.#reading
-    }
-    this.#reading = (async () => {
-      try {
-        do {
-          this.#again = false
-          while (await this.#readBatch());
-        } while (this.#again)
-      } finally {
-        this.#reading = undefined
-      }
-    })()
-    return this.#reading
-  }
-
-  /** One batch; resolves whether a full batch came back (read again). */
-  async #readBatch(): Promise<boolean> {
-    const sink = this.#sink as ChangeSink
-    const { schema, batch, mode } = this.#s
-    const cursor = this.#cursor
-    const { rows } = await this.#q(
-      `SELECT st.epoch, st.pruned_through::text AS pruned, st.checkpoint::text AS checkpoint,
-              pg_snapshot_xmin(pg_current_snapshot())::text AS xmin,
-              pg_snapshot_xmax(pg_current_snapshot())::text AS xmax,
-              c.seq::text AS seq, c.type_name, c.entity_key, c.tenant
-       FROM ${schema}.changes_state st
-       LEFT JOIN LATERAL (
-         SELECT seq, type_name, entity_key, tenant FROM ${schema}.changes
-         WHERE seq > $1 OR seq = ANY ($2::bigint[]) ORDER BY seq LIMIT $3
-       ) c ON true`,
-      [cursor?.maxSeen ?? Number.MAX_SAFE_INTEGER, cursor?.holes ?? [], batch],
-    )
-    this.#lastRead = Date.now()
-    // Every reader invalidates every tier: a follower that cleaned only its memory tier could
-    // re-read (and keep) a shared entry the leader has not reached yet. Invalidation is idempotent.
-    const scope = 'all'
-    const head = rows[0]
-    if (!head) {
-      // The state row is gone: the log was emptied by a crash. The leader starts a new epoch.
-      if (this.#leader || mode === 'poll') {
-        await this.#q(
-          `INSERT INTO ${schema}.changes_state (epoch) VALUES (md5(random()::text || clock_timestamp()::text)) ON CONFLICT DO NOTHING`,
-        )
-      }
-      return false
-    }
-    const epoch = String(head.epoch)
-    if (!cursor || this.#epoch !== epoch) {
-      if (cursor || this.#epoch !== undefined)
-        await this.#flush(`the change log was reset (new epoch ${epoch})`, scope)
-      this.#epoch = epoch
-      this.#cursor = new LogCursor(Number(head.checkpoint))
-      return true
-    }
-    if (Number(head.pruned) > cursor.low) {
-      await this.#flush(`changes up to ${head.pruned} were pruned before this instance applied them`, scope)
-      this.#cursor = new LogCursor(Math.max(Number(head.pruned), Number(head.checkpoint)))
-      return true
-    }
-    const changes: ChangeRow[] = []
-    for (const row of rows) {
-      if (row.seq === null || row.seq === undefined) continue
-      changes.push({
-        seq: Number(row.seq),
-        typeName: String(row.type_name),
-        entityKey: String(row.entity_key),
-        tenant: row.tenant === null ? null : String(row.tenant),
-      })
-    }
-    const before = cursor.low
-    const fresh = cursor.accept(changes, { xmin: BigInt(String(head.xmin)), xmax: BigInt(String(head.xmax)) })
-    if (cursor.holes.length > 100_000) {
-      await this.#flush('too many changes in flight to track', scope)
-      this.#cursor = new LogCursor(cursor.maxSeen)
-      return false
-    }
-    if (fresh.length > 0) {
-      const tags = new Set<string>()
-      for (const change of fresh) {
-        tags.add(entityTag(change.typeName, [change.entityKey]))
-        tags.add(collectionTag(change.typeName))
-      }
-      await sink.invalidate([...tags], scope)
-    }
-    if (cursor.low > before) {
-      await this.#q(`UPDATE ${schema}.changes_state SET checkpoint = greatest(checkpoint, $1)`, [cursor.low])
-    }
-    if (this.#leader && mode === 'listen' && fresh.length > 0) {
-      await this.#q(`SELECT pg_notify($1, $2)`, [this.#channel, String(cursor.maxSeen)])
-    }
-    return changes.length >= batch
-  }
-
-  async #flush(reason: string, scope: 'all' | 'local'): Promise<void> {
-    this.#flushes++
-    this.#sink?.logger.warn({ reason }, 'strata: change log gap; flushing the cache')
-    await this.#sink?.flush(reason, scope)
-  }
-
-  /** Leader: deletes applied rows older than the retention, in batches. */
-  async #prune(): Promise<void> {
-    if (!this.#leader && this.#s.mode !== 'poll') return
-    const { schema, retentionMs } = this.#s
-    for (;;) {
-      const { rows } = await this.#q(
-        `WITH doomed AS (
-           SELECT ctid, seq FROM ${schema}.changes
-           WHERE seq <= (SELECT checkpoint FROM ${schema}.changes_state) AND at < now() - make_interval(secs => $1)
-           LIMIT 5000
-         ), gone AS (DELETE FROM ${schema}.changes WHERE ctid IN (SELECT ctid FROM doomed) RETURNING seq)
-         UPDATE ${schema}.changes_state SET pruned_through = greatest(pruned_through, (SELECT max(seq) FROM gone))
-         WHERE EXISTS (SELECT 1 FROM gone) RETURNING 1`,
-        [retentionMs / 1000],
-      )
-      if (rows.length === 0) return
-    }
   }
 }
 

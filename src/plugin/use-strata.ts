@@ -5,16 +5,11 @@ import type { ChangeSourceStatus } from '../changes/source.js'
 import { tagsForEntityChange, tagsForTypeChange } from '../entities/tags.js'
 import { deriveKey } from '../key/key.js'
 import type { StrataStats } from '../observability/stats.js'
-import {
-  type RequestInfo,
-  type StrataContext,
-  type StrataOptions,
-  strataDefaults,
-  validateOptions,
-} from '../options.js'
+import { type RequestInfo, type StrataContext, type StrataOptions, strataDefaults } from '../options.js'
 import { memoryTier } from '../tiers/memory.js'
 import { type CacheBus, type CacheTier, isPromise } from '../tiers/tier.js'
 import { TieredCache, type TieredHit } from '../tiers/tiered.js'
+import { validateOptions } from '../validate-options.js'
 import { type AnyContext, StrataEngine } from './engine.js'
 import { HttpReporter, type ResponsePayload } from './http.js'
 import { executeMiss } from './miss.js'

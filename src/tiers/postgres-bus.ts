@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto'
+import { BusEnvelope } from './bus-envelope.js'
 import type { Queryable } from './postgres.js'
 import type { BusHandlers, BusMessage, CacheBus } from './tier.js'
 
@@ -20,11 +20,6 @@ interface PoolLike extends Queryable {
 const MAX_PAYLOAD = 7000
 const PING_MS = 10_000
 
-interface Envelope {
-  o: string
-  m: BusMessage
-}
-
 /**
  * Invalidation bus over PostgreSQL LISTEN/NOTIFY. Listens on a dedicated pool connection,
  * pinged periodically so a silently dead connection is noticed; reconnects with backoff,
@@ -32,7 +27,7 @@ interface Envelope {
  */
 export class PostgresBus implements CacheBus {
   readonly name = 'postgres-notify'
-  readonly #origin = randomUUID()
+  readonly #envelope = new BusEnvelope()
   #client: ListenClient | undefined
   #unlisten: (() => Promise<void>) | undefined
   #closed = false
@@ -106,21 +101,13 @@ export class PostgresBus implements CacheBus {
   }
 
   #receive(payload: string): void {
-    let envelope: Envelope
-    try {
-      envelope = JSON.parse(payload) as Envelope
-    } catch {
-      return
-    }
-    if (envelope.o !== this.#origin && envelope.m) this.#handlers?.onMessage(envelope.m)
+    const message = this.#envelope.unwrap(payload)
+    if (message) this.#handlers?.onMessage(message)
   }
 
   async publish(message: BusMessage): Promise<void> {
     for (const part of split(message)) {
-      await this.pool.query('SELECT pg_notify($1, $2)', [
-        this.channel,
-        JSON.stringify({ o: this.#origin, m: part }),
-      ])
+      await this.pool.query('SELECT pg_notify($1, $2)', [this.channel, this.#envelope.wrap(part)])
     }
   }
 

@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs'
 import { StrataOptionError } from '../errors.js'
 import { decodeEntry, encodeEntry } from './codec.js'
 import { PostgresBus } from './postgres-bus.js'
+import { sqlScript } from './sql-script.js'
 import type { CacheTier, EntryPage, TierStats } from './tier.js'
 
 /** Anything that runs a parameterised query: a `pg.Pool`, a `pg.Client`, PGlite. */
@@ -58,10 +58,7 @@ export const postgresTierDefaults = {
 
 /** The install script, for `schema`; run it yourself when `autoInstall` is off. */
 export function postgresInstallSql(schema = 'strata'): string {
-  const sql = readFileSync(new URL('../../sql/install.sql', import.meta.url), 'utf8')
-  return schema === 'strata'
-    ? sql
-    : sql.replace(/\bstrata\.|SCHEMA IF NOT EXISTS strata;/g, (m) => m.replace('strata', schema))
+  return sqlScript('install.sql', schema)
 }
 
 /**

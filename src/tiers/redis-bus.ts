@@ -1,11 +1,6 @@
-import { randomUUID } from 'node:crypto'
+import { BusEnvelope } from './bus-envelope.js'
 import type { RedisClientLike } from './redis.js'
 import type { BusHandlers, BusMessage, CacheBus } from './tier.js'
-
-interface Envelope {
-  o: string
-  m: BusMessage
-}
 
 /**
  * Invalidation bus over Redis pub/sub (cluster-wide on Redis Cluster). Publishes on the
@@ -14,7 +9,7 @@ interface Envelope {
  */
 export class RedisBus implements CacheBus {
   readonly name = 'redis-pubsub'
-  readonly #origin = randomUUID()
+  readonly #envelope = new BusEnvelope()
   #subscriber: RedisClientLike | undefined
   #closed = false
 
@@ -30,13 +25,8 @@ export class RedisBus implements CacheBus {
     subscriber.on('message', (...args: unknown[]) => {
       const [channel, raw] = args as [string, string]
       if (channel !== this.channel) return
-      let envelope: Envelope
-      try {
-        envelope = JSON.parse(raw) as Envelope
-      } catch {
-        return
-      }
-      if (envelope.o !== this.#origin && envelope.m) handlers.onMessage(envelope.m)
+      const message = this.#envelope.unwrap(raw)
+      if (message) handlers.onMessage(message)
     })
     subscriber.on('close', () => {
       if (!up || this.#closed) return
@@ -60,8 +50,7 @@ export class RedisBus implements CacheBus {
   }
 
   async publish(message: BusMessage): Promise<void> {
-    const envelope: Envelope = { o: this.#origin, m: message }
-    await this.client.publish(this.channel, JSON.stringify(envelope))
+    await this.client.publish(this.channel, this.#envelope.wrap(message))
   }
 
   async close(): Promise<void> {

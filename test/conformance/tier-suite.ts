@@ -218,3 +218,20 @@ async function rawOf(h: TierHarness, key: string): Promise<string | undefined> {
   const entry = await h.tier.get(key)
   return entry ? encodeEntry(key, entry) : undefined
 }
+
+/** Writes a raw value where a PostgreSQL tier keeps `key` (for the corrupt/foreign data test). */
+export function postgresRawWriter(
+  query: (text: string, params: unknown[]) => Promise<unknown>,
+  schema: string,
+  install: () => unknown,
+): (key: string, value: string) => Promise<void> {
+  return async (key, value) => {
+    await install()
+    await query(
+      `INSERT INTO ${schema}.entries (key, tenant, tags, size, created_at, expires_at, value)
+       VALUES ($1, 'acme', '{}', 0, 0, $2, $3)
+       ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at`,
+      [key, Date.now() + 60_000, value],
+    )
+  }
+}

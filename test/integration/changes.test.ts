@@ -5,22 +5,13 @@ import { postgresChanges } from '../../src/postgres.js'
 import { createPgBlog } from '../support/pg-blog.js'
 import { startServer, type TestServer } from '../support/server.js'
 import { serviceUrl } from '../support/services.js'
+import { sleep, waitFor } from '../support/wait.js'
 
 const data = `chg_data_${process.pid}`
 const strataSchema = `chg_strata_${process.pid}`
 let admin: pg.Pool
 let blog: Awaited<ReturnType<typeof createPgBlog>>
 const closers: (() => Promise<unknown>)[] = []
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-async function waitFor(check: () => Promise<boolean>, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms
-  while (Date.now() < deadline) {
-    if (await check()) return true
-    await sleep(10)
-  }
-  return check()
-}
 
 beforeAll(async () => {
   admin = new pg.Pool({ connectionString: await serviceUrl('postgres'), max: 4 })

@@ -8,21 +8,12 @@ import { redisTier } from '../../src/redis.js'
 import { BlogStore, blogSchema } from '../support/blog.js'
 import { startServer } from '../support/server.js'
 import { serviceUrl } from '../support/services.js'
+import { sleep, waitFor } from '../support/wait.js'
 
 const closers: (() => Promise<unknown>)[] = []
 afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close()
 })
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-async function waitFor(check: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms
-  while (Date.now() < deadline) {
-    if (await check()) return true
-    await sleep(5)
-  }
-  return check()
-}
 
 async function pool(options: pg.PoolConfig = {}) {
   const p = new pg.Pool({ connectionString: await serviceUrl('postgres'), max: 6, ...options })

@@ -7,22 +7,12 @@ import { BlogStore, blogSchema } from '../support/blog.js'
 import { type FaultProxy, startProxy } from '../support/proxy.js'
 import { startServer } from '../support/server.js'
 import { serviceUrl } from '../support/services.js'
+import { sleep, waitFor } from '../support/wait.js'
 
 const closers: (() => Promise<unknown>)[] = []
 afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close()
 })
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
-async function waitFor(check: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms
-  while (Date.now() < deadline) {
-    if (await check()) return true
-    await sleep(5)
-  }
-  return check()
-}
 
 /** One Yoga instance with a memory tier in front of Redis (optionally through a fault proxy). */
 async function instance(redisUrl: string, namespace: string, store: BlogStore) {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { type CacheEntry, memoryTier } from '../../src/index.js'
+import { entryOf } from '../conformance/tier-suite.js'
 
 function entry(
   tags: string[],
@@ -7,17 +8,7 @@ function entry(
   body = '{"data":{"x":1}}',
   tenant: string | null = null,
 ): CacheEntry {
-  const now = Date.now()
-  return {
-    body,
-    size: Buffer.byteLength(body),
-    tags,
-    tenant,
-    operationName: null,
-    scope: 'PUBLIC',
-    createdAt: now,
-    expiresAt: now + ttlMs,
-  }
+  return entryOf(body, tags, { ttlMs, tenant })
 }
 
 const gc = (globalThis as { gc?: () => void }).gc

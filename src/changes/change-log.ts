@@ -1,0 +1,164 @@
+import { collectionTag, entityTag } from '../entities/tags.js'
+import { type ChangeRow, LogCursor } from './cursor.js'
+import type { ChangeSink } from './source.js'
+
+type Query = (text: string, params?: unknown[]) => Promise<{ rows: Record<string, unknown>[] }>
+
+/** What the reader needs from the connection that owns it. */
+export interface LogAccess {
+  readonly schema: string
+  readonly channel: string
+  readonly batch: number
+  readonly mode: 'listen' | 'poll'
+  /** Runs on the listener's session when there is one, else on the pool. */
+  readonly query: Query
+  readonly leader: () => boolean
+  readonly sink: ChangeSink
+}
+
+/**
+ * Reads the change log from where this instance left off and invalidates what changed.
+ * One read at a time; a wake-up during a read triggers another right after it.
+ */
+export class ChangeLogReader {
+  #cursor: LogCursor | undefined
+  #epoch: string | undefined
+  #reading: Promise<void> | undefined
+  #again = false
+  flushes = 0
+  lastRead: number | undefined
+
+  constructor(readonly access: LogAccess) {}
+
+  get cursor(): LogCursor | undefined {
+    return this.#cursor
+  }
+
+  /** Waits for the read in progress, if any. */
+  async settled(): Promise<void> {
+    await this.#reading?.catch(() => undefined)
+  }
+
+  /** Reads the log until caught up; one read at a time. */
+  read(): Promise<void> {
+    if (this.#reading) {
+      this.#again = true
+      return this.#reading
+    }
+    this.#reading = (async () => {
+      try {
+        do {
+          this.#again = false
+          while (await this.#readBatch());
+        } while (this.#again)
+      } finally {
+        this.#reading = undefined
+      }
+    })()
+    return this.#reading
+  }
+
+  /** One batch; resolves whether a full batch came back (read again). */
+  async #readBatch(): Promise<boolean> {
+    const { sink, schema, batch, mode } = this.access
+    const cursor = this.#cursor
+    const { rows } = await this.access.query(
+      `SELECT st.epoch, st.pruned_through::text AS pruned, st.checkpoint::text AS checkpoint,
+              pg_snapshot_xmin(pg_current_snapshot())::text AS xmin,
+              pg_snapshot_xmax(pg_current_snapshot())::text AS xmax,
+              c.seq::text AS seq, c.type_name, c.entity_key, c.tenant
+       FROM ${schema}.changes_state st
+       LEFT JOIN LATERAL (
+         SELECT seq, type_name, entity_key, tenant FROM ${schema}.changes
+         WHERE seq > $1 OR seq = ANY ($2::bigint[]) ORDER BY seq LIMIT $3
+       ) c ON true`,
+      [cursor?.maxSeen ?? Number.MAX_SAFE_INTEGER, cursor?.holes ?? [], batch],
+    )
+    this.lastRead = Date.now()
+    // Every reader invalidates every tier: a follower that cleaned only its memory tier could
+    // re-read (and keep) a shared entry the leader has not reached yet. Invalidation is idempotent.
+    const scope = 'all'
+    const head = rows[0]
+    if (!head) {
+      // The state row is gone: the log was emptied by a crash. The leader starts a new epoch.
+      if (this.access.leader() || mode === 'poll') {
+        await this.access.query(
+          `INSERT INTO ${schema}.changes_state (epoch) VALUES (md5(random()::text || clock_timestamp()::text)) ON CONFLICT DO NOTHING`,
+        )
+      }
+      return false
+    }
+    const epoch = String(head.epoch)
+    if (!cursor || this.#epoch !== epoch) {
+      if (cursor || this.#epoch !== undefined)
+        await this.#flush(`the change log was reset (new epoch ${epoch})`, scope)
+      this.#epoch = epoch
+      this.#cursor = new LogCursor(Number(head.checkpoint))
+      return true
+    }
+    if (Number(head.pruned) > cursor.low) {
+      await this.#flush(`changes up to ${head.pruned} were pruned before this instance applied them`, scope)
+      this.#cursor = new LogCursor(Math.max(Number(head.pruned), Number(head.checkpoint)))
+      return true
+    }
+    const changes: ChangeRow[] = []
+    for (const row of rows) {
+      if (row.seq === null || row.seq === undefined) continue
+      changes.push({
+        seq: Number(row.seq),
+        typeName: String(row.type_name),
+        entityKey: String(row.entity_key),
+        tenant: row.tenant === null ? null : String(row.tenant),
+      })
+    }
+    const before = cursor.low
+    const fresh = cursor.accept(changes, { xmin: BigInt(String(head.xmin)), xmax: BigInt(String(head.xmax)) })
+    if (cursor.holes.length > 100_000) {
+      await this.#flush('too many changes in flight to track', scope)
+      this.#cursor = new LogCursor(cursor.maxSeen)
+      return false
+    }
+    if (fresh.length > 0) {
+      const tags = new Set<string>()
+      for (const change of fresh) {
+        tags.add(entityTag(change.typeName, [change.entityKey]))
+        tags.add(collectionTag(change.typeName))
+      }
+      await sink.invalidate([...tags], scope)
+    }
+    if (cursor.low > before) {
+      await this.access.query(`UPDATE ${schema}.changes_state SET checkpoint = greatest(checkpoint, $1)`, [
+        cursor.low,
+      ])
+    }
+    if (this.access.leader() && mode === 'listen' && fresh.length > 0) {
+      await this.access.query(`SELECT pg_notify($1, $2)`, [this.access.channel, String(cursor.maxSeen)])
+    }
+    return changes.length >= batch
+  }
+
+  async #flush(reason: string, scope: 'all' | 'local'): Promise<void> {
+    this.flushes++
+    this.access.sink.logger.warn({ reason }, 'strata: change log gap; flushing the cache')
+    await this.access.sink.flush(reason, scope)
+  }
+
+  /** Leader: deletes applied rows older than the retention, in batches. */
+  async prune(retentionMs: number): Promise<void> {
+    if (!this.access.leader() && this.access.mode !== 'poll') return
+    const { schema } = this.access
+    for (;;) {
+      const { rows } = await this.access.query(
+        `WITH doomed AS (
+           SELECT ctid, seq FROM ${schema}.changes
+           WHERE seq <= (SELECT checkpoint FROM ${schema}.changes_state) AND at < now() - make_interval(secs => $1)
+           LIMIT 5000
+         ), gone AS (DELETE FROM ${schema}.changes WHERE ctid IN (SELECT ctid FROM doomed) RETURNING seq)
+         UPDATE ${schema}.changes_state SET pruned_through = greatest(pruned_through, (SELECT max(seq) FROM gone))
+         WHERE EXISTS (SELECT 1 FROM gone) RETURNING 1`,
+        [retentionMs / 1000],
+      )
+      if (rows.length === 0) return
+    }
+  }
+}

@@ -1,0 +1,210 @@
+import type { Logger } from 'pino'
+import type { ChangeSource } from './changes/source.js'
+import { StrataOptionError } from './errors.js'
+import { breakerDefaults } from './tiers/breaker.js'
+import type { CacheBus, CacheTier } from './tiers/tier.js'
+
+const NAME = /^[_A-Za-z][_0-9A-Za-z]*$/
+const COORDINATE = /^[_A-Za-z][_0-9A-Za-z]*(\.[_A-Za-z][_0-9A-Za-z]*)?$/
+
+function fail(option: string, problem: string): never {
+  throw new StrataOptionError(option, problem)
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value)
+  if (Array.isArray(value)) return 'an array'
+  return value === null ? 'null' : typeof value === 'object' ? 'an object' : String(value)
+}
+
+function checkFunction(options: object, name: string, required = false): void {
+  const value = (options as Record<string, unknown>)[name]
+  if (value === undefined && !required) return
+  if (typeof value !== 'function') fail(name, `must be a function, got ${describe(value)}`)
+}
+
+function checkBoolean(options: object, name: string): void {
+  const value = (options as Record<string, unknown>)[name]
+  if (value !== undefined && typeof value !== 'boolean')
+    fail(name, `must be true or false, got ${describe(value)}`)
+}
+
+function checkRecord(value: unknown, name: string): asserts value is Record<string, unknown> {
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    fail(name, `must be an object, got ${describe(value)}`)
+}
+
+function checkNames(value: unknown, name: string, allowEmpty: boolean): void {
+  if (!Array.isArray(value) || (!allowEmpty && value.length === 0))
+    fail(name, `must be a non-empty array of field names, got ${describe(value)}`)
+  for (const item of value)
+    if (typeof item !== 'string' || !NAME.test(item))
+      fail(name, `contains ${describe(item)}, which is not a GraphQL name`)
+}
+
+function checkHint(hint: unknown, name: string): void {
+  checkRecord(hint, name)
+  for (const [property, value] of Object.entries(hint)) {
+    if (property === 'maxAge') {
+      if (!Number.isSafeInteger(value) || (value as number) < 0)
+        fail(`${name}.maxAge`, `must be a whole number of seconds >= 0, got ${describe(value)}`)
+    } else if (property === 'scope') {
+      if (value !== 'PUBLIC' && value !== 'PRIVATE')
+        fail(`${name}.scope`, `must be 'PUBLIC' or 'PRIVATE', got ${describe(value)}`)
+    } else if (property === 'inheritMaxAge') {
+      if (typeof value !== 'boolean')
+        fail(`${name}.inheritMaxAge`, `must be true or false, got ${describe(value)}`)
+    } else {
+      fail(name, `has unknown property "${property}"; allowed: maxAge, scope, inheritMaxAge`)
+    }
+  }
+}
+
+const KNOWN = new Set([
+  'tenant',
+  'session',
+  'tiers',
+  'defaultMaxAge',
+  'hints',
+  'keyFields',
+  'defaultKeyFields',
+  'invalidates',
+  'invalidateOnMutation',
+  'enabled',
+  'cacheErrors',
+  'maxEntryBytes',
+  'extraKeyData',
+  'schemaVersion',
+  'keyPrefix',
+  'header',
+  'cacheControlHeader',
+  'debug',
+  'singleFlight',
+  'logger',
+  'breaker',
+  'bus',
+  'changes',
+])
+
+/** Throws a `StrataOptionError` naming the first invalid option. */
+export function validateOptions(options: unknown): void {
+  checkRecord(options, 'options')
+  for (const name of Object.keys(options)) {
+    if (!KNOWN.has(name)) fail(name, `is not an option of useStrata; known options: ${[...KNOWN].join(', ')}`)
+  }
+  if (options.tenant === undefined) {
+    fail(
+      'tenant',
+      'is required: pass a function returning the tenant of a request, or `false` for a single-tenant app',
+    )
+  }
+  if (options.tenant !== false) checkFunction(options, 'tenant', true)
+  for (const name of ['session', 'enabled', 'extraKeyData']) checkFunction(options, name)
+  for (const name of ['invalidateOnMutation', 'cacheErrors', 'cacheControlHeader', 'debug', 'singleFlight'])
+    checkBoolean(options, name)
+
+  if (options.tiers !== undefined) {
+    if (!Array.isArray(options.tiers) || options.tiers.length === 0)
+      fail('tiers', `must be a non-empty array of tiers, got ${describe(options.tiers)}`)
+    const names = new Set<string>()
+    options.tiers.forEach((tier: unknown, i: number) => {
+      const t = tier as Partial<CacheTier> | null
+      for (const method of ['get', 'set', 'delete', 'invalidate', 'clear', 'stats'] as const) {
+        if (typeof t?.[method] !== 'function')
+          fail(`tiers[${i}]`, `is not a cache tier: it has no ${method}() method`)
+      }
+      if (typeof t?.name !== 'string' || t.name === '') fail(`tiers[${i}].name`, 'must be a non-empty string')
+      if (names.has(t.name))
+        fail(`tiers[${i}].name`, `"${t.name}" is used by two tiers; give each tier its own name`)
+      names.add(t.name)
+    })
+  }
+  if (
+    options.defaultMaxAge !== undefined &&
+    (!Number.isSafeInteger(options.defaultMaxAge) || (options.defaultMaxAge as number) < 0)
+  ) {
+    fail('defaultMaxAge', `must be a whole number of seconds >= 0, got ${describe(options.defaultMaxAge)}`)
+  }
+  if (
+    options.maxEntryBytes !== undefined &&
+    (!Number.isSafeInteger(options.maxEntryBytes) || (options.maxEntryBytes as number) < 1)
+  ) {
+    fail('maxEntryBytes', `must be a whole number of bytes >= 1, got ${describe(options.maxEntryBytes)}`)
+  }
+  if (options.hints !== undefined) {
+    checkRecord(options.hints, 'hints')
+    for (const [coordinate, hint] of Object.entries(options.hints)) {
+      if (!COORDINATE.test(coordinate))
+        fail(`hints["${coordinate}"]`, 'is not a schema coordinate; use "Type" or "Type.field"')
+      checkHint(hint, `hints["${coordinate}"]`)
+    }
+  }
+  if (options.keyFields !== undefined) {
+    checkRecord(options.keyFields, 'keyFields')
+    for (const [typeName, fields] of Object.entries(options.keyFields)) {
+      if (!NAME.test(typeName)) fail(`keyFields["${typeName}"]`, 'is not a GraphQL type name')
+      checkNames(fields, `keyFields.${typeName}`, false)
+    }
+  }
+  if (options.defaultKeyFields !== undefined) checkNames(options.defaultKeyFields, 'defaultKeyFields', true)
+  if (options.invalidates !== undefined) {
+    checkRecord(options.invalidates, 'invalidates')
+    for (const [coordinate, types] of Object.entries(options.invalidates)) {
+      if (!COORDINATE.test(coordinate) || !coordinate.includes('.'))
+        fail(
+          `invalidates["${coordinate}"]`,
+          'must be a mutation field coordinate such as "Mutation.deletePost"',
+        )
+      checkNames(types, `invalidates["${coordinate}"]`, false)
+    }
+  }
+  const version = options.schemaVersion
+  if (
+    version !== undefined &&
+    typeof version !== 'function' &&
+    (typeof version !== 'string' || version === '')
+  ) {
+    fail('schemaVersion', `must be a non-empty string or a function of the schema, got ${describe(version)}`)
+  }
+  if (
+    options.keyPrefix !== undefined &&
+    (typeof options.keyPrefix !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(options.keyPrefix))
+  ) {
+    fail('keyPrefix', `must be 1-64 letters, digits, '_' or '-', got ${describe(options.keyPrefix)}`)
+  }
+  const header = options.header
+  if (
+    header !== undefined &&
+    header !== false &&
+    (typeof header !== 'string' || !/^[A-Za-z0-9-]+$/.test(header))
+  ) {
+    fail('header', `must be a header name (letters, digits, '-') or false, got ${describe(header)}`)
+  }
+  if (options.bus !== undefined && options.bus !== false) {
+    const bus = options.bus as Partial<CacheBus> | null
+    if (typeof bus?.start !== 'function' || typeof bus.publish !== 'function')
+      fail('bus', 'must be a cache bus (start, publish, close) or false')
+  }
+  if (options.changes !== undefined) {
+    const changes = options.changes as Partial<ChangeSource> | null
+    if (typeof changes?.start !== 'function' || typeof changes.status !== 'function') {
+      fail(
+        'changes',
+        'must be a change source such as postgresChanges({ pool }) from graphql-strata/postgres',
+      )
+    }
+  }
+  if (options.breaker !== undefined) {
+    checkRecord(options.breaker, 'breaker')
+    for (const [name, value] of Object.entries(options.breaker)) {
+      if (!(name in breakerDefaults))
+        fail(`breaker.${name}`, `is not a breaker option; known: ${Object.keys(breakerDefaults).join(', ')}`)
+      if (!Number.isSafeInteger(value) || (value as number) < 1)
+        fail(`breaker.${name}`, `must be a whole number >= 1, got ${describe(value)}`)
+    }
+  }
+  const logger = options.logger as Partial<Logger> | undefined
+  if (logger !== undefined && (typeof logger?.warn !== 'function' || typeof logger.child !== 'function')) {
+    fail('logger', 'must be a pino logger (it needs warn() and child())')
+  }
+}
