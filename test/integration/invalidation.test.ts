@@ -166,13 +166,7 @@ describe('concurrency', () => {
   it('does not store a result whose execution began before an invalidation of its tags', async () => {
     const store = new BlogStore()
     const { server, strata } = await start({ singleFlight: false }, store)
-    let release!: () => void
-    store.gate = new Promise<void>((r) => {
-      release = r
-    })
-    const started = new Promise<void>((r) => {
-      store.onSlowPostStart = r
-    })
+    const { started, release } = store.hold()
     const slowRead = server.query('{ slowPost(id: "1") { id title } }')
     await started
     await server.query('mutation { updatePost(id: "1", title: "New") { id } }')
@@ -189,13 +183,7 @@ describe('concurrency', () => {
   it('executes concurrent identical misses once and gives every caller the result', async () => {
     const store = new BlogStore()
     const { server, strata } = await start({}, store)
-    let release!: () => void
-    store.gate = new Promise<void>((r) => {
-      release = r
-    })
-    const started = new Promise<void>((r) => {
-      store.onSlowPostStart = r
-    })
+    const { started, release } = store.hold()
     const requests = Array.from({ length: 10 }, () => server.query('{ slowPost(id: "2") { id title } }'))
     await started
     await new Promise((r) => setTimeout(r, 50))
@@ -211,13 +199,7 @@ describe('concurrency', () => {
   it('a request arriving after a mutation does not join a flight that began before it', async () => {
     const store = new BlogStore()
     const { server } = await start({}, store)
-    let release!: () => void
-    store.gate = new Promise<void>((r) => {
-      release = r
-    })
-    const started = new Promise<void>((r) => {
-      store.onSlowPostStart = r
-    })
+    const { started, release } = store.hold()
     const early = server.query('{ slowPost(id: "3") { id title } }')
     await started
     await server.query('mutation { updatePost(id: "3", title: "Changed") { id } }')

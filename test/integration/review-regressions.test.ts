@@ -97,13 +97,7 @@ describe('concurrency edge cases', () => {
   it('a result known to be stale is sent with no-store', async () => {
     const store = new BlogStore()
     const { server } = await start({ singleFlight: false }, [], store)
-    let release!: () => void
-    store.gate = new Promise<void>((r) => {
-      release = r
-    })
-    const started = new Promise<void>((r) => {
-      store.onSlowPostStart = r
-    })
+    const { started, release } = store.hold()
     const slow = server.query('{ slowPost(id: "1") { id title } }')
     await started
     await server.query('mutation { updatePost(id: "1", title: "New") { id } }')

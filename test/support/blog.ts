@@ -28,6 +28,18 @@ export class BlogStore {
     for (let i = 0; i < count; i++) this.add(`Post ${i + 1}`, i % 2 === 0 ? 'a1' : 'a2')
   }
 
+  /** Makes `slowPost` wait until `release()`; `started` resolves once a slowPost read has begun. */
+  hold(): { started: Promise<void>; release: () => void } {
+    let release!: () => void
+    this.gate = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const started = new Promise<void>((resolve) => {
+      this.onSlowPostStart = resolve
+    })
+    return { started, release }
+  }
+
   add(title: string, authorId = 'a1'): Post {
     const id = String(this.nextId++)
     const post = { id, title, body: `Body of ${title}`, authorId, published: true }
