@@ -1,12 +1,15 @@
+export type { AdminAccess, AdminOptions } from './admin/admin.js'
 export type { ChangeSink, ChangeSource, ChangeSourceStatus } from './changes/source.js'
 export { collectionTag, entityTag, tagsForEntityChange, tagsForTypeChange, typeTag } from './entities/tags.js'
 export { StrataError, type StrataErrorCode, StrataOptionError, StrataSchemaError } from './errors.js'
 export { canonicalJson } from './key/canonical.js'
 export { deriveKey, encodeTenant, type KeyParts, tenantKeyPrefix } from './key/key.js'
 export { defaultSchemaVersion } from './key/schema-version.js'
-export type { BypassReason, SkipReason, StrataStats } from './observability/stats.js'
+export type { MetricsOptions, MetricsRegistry } from './observability/metrics.js'
+export type { BypassReason, OperationCounts, SkipReason, StrataStats } from './observability/stats.js'
 export { type RequestInfo, type StrataContext, type StrataOptions, strataDefaults } from './options.js'
 export { type StrataHandle, type StrataPlugin, useStrata } from './plugin/use-strata.js'
+export type { WarmOperation, WarmOptions } from './plugin/warm.js'
 export {
   cacheControlDirectiveSdl,
   invalidatesDirectiveSdl,

@@ -1,6 +1,9 @@
 import type { DocumentNode, GraphQLSchema } from 'graphql'
 import type { Logger } from 'pino'
+import type { AdminOptions } from './admin/admin.js'
 import type { ChangeSource } from './changes/source.js'
+import type { MetricsOptions } from './observability/metrics.js'
+import type { WarmOptions } from './plugin/warm.js'
 import type { CacheHint } from './policy/policy.js'
 import type { BreakerOptions } from './tiers/breaker.js'
 import type { CacheBus, CacheTier } from './tiers/tier.js'
@@ -45,6 +48,22 @@ export interface StrataOptions<TContext = StrataContext> {
    * @default [memoryTier()]
    */
   tiers?: readonly CacheTier[]
+  /**
+   * Adds the admin field (`_strata` on Query and Mutation) to inspect and purge the cache.
+   * Absent: no admin field.
+   * @example { authorize: ({ context }) => (context.user?.role === 'admin' ? 'all' : null) }
+   */
+  admin?: AdminOptions<TContext>
+  /**
+   * Prometheus metrics (prom-client, an optional peer dependency): pass your registry.
+   * @example { registry: new Registry() }
+   */
+  metrics?: MetricsOptions
+  /**
+   * Operations executed at startup (through Yoga) to fill the cache; `ready()` waits for them.
+   * Failures are logged, never fatal.
+   */
+  warm?: WarmOptions
   /**
    * Database changes that invalidate the cache, e.g. `postgresChanges({ pool })` from
    * `graphql-strata/postgres`, fed by triggers installed with `strata.watch(...)`.

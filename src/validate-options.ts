@@ -84,6 +84,9 @@ const KNOWN = new Set([
   'breaker',
   'bus',
   'changes',
+  'admin',
+  'metrics',
+  'warm',
 ])
 
 /** Throws a `StrataOptionError` naming the first invalid option. */
@@ -193,6 +196,33 @@ export function validateOptions(options: unknown): void {
         'must be a change source such as postgresChanges({ pool }) from graphql-strata/postgres',
       )
     }
+  }
+  if (options.admin !== undefined) {
+    checkRecord(options.admin, 'admin')
+    if (typeof options.admin.authorize !== 'function')
+      fail('admin.authorize', "must be a function returning 'all', { tenant }, or nothing to refuse")
+    const name = options.admin.fieldName
+    if (name !== undefined && (typeof name !== 'string' || !NAME.test(name)))
+      fail('admin.fieldName', `must be a GraphQL field name, got ${describe(name)}`)
+  }
+  if (options.metrics !== undefined) {
+    checkRecord(options.metrics, 'metrics')
+    const registry = options.metrics.registry as { registerMetric?: unknown } | undefined
+    if (typeof registry?.registerMetric !== 'function')
+      fail('metrics.registry', 'must be a prom-client Registry')
+  }
+  if (options.warm !== undefined) {
+    checkRecord(options.warm, 'warm')
+    const operations = options.warm.operations
+    if (!Array.isArray(operations))
+      fail(
+        'warm.operations',
+        `must be an array of { query, variables?, headers? }, got ${describe(operations)}`,
+      )
+    operations.forEach((operation: unknown, i: number) => {
+      if (typeof (operation as { query?: unknown })?.query !== 'string')
+        fail(`warm.operations[${i}].query`, 'must be a GraphQL document string')
+    })
   }
   if (options.breaker !== undefined) {
     checkRecord(options.breaker, 'breaker')

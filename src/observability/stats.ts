@@ -7,6 +7,7 @@ export type BypassReason =
   | 'no-tenant'
   | 'private-no-session'
   | 'no-operation'
+  | 'admin'
 
 /** Why a miss's result was not stored. */
 export type SkipReason =
@@ -36,6 +37,44 @@ export interface StrataStats {
   busGaps: number
   /** Publications that failed. */
   busErrors: number
+  /** Hits, misses and bypasses per operation name (at most 500 names; the rest under `(other)`). */
+  byOperation: Record<string, OperationCounts>
+}
+
+export interface OperationCounts {
+  hits: number
+  misses: number
+  bypasses: number
+}
+
+/** Receives every outcome, for metrics. */
+export interface CacheObserver {
+  outcome(
+    outcome: 'hit' | 'miss' | 'bypass',
+    operation: string,
+    tier: string | null,
+    reason: string | null,
+  ): void
+  lookup(tier: string, seconds: number): void
+  invalidated(tags: number): void
+}
+
+const MAX_OPERATIONS = 500
+
+/** Counts an outcome under its operation name, keeping the map bounded (names come from clients). */
+export function countOperation(
+  stats: StrataStats,
+  operation: string,
+  outcome: 'hit' | 'miss' | 'bypass',
+): void {
+  let counts = stats.byOperation[operation]
+  if (!counts) {
+    const name = Object.keys(stats.byOperation).length < MAX_OPERATIONS ? operation : '(other)'
+    counts = stats.byOperation[name] ??= { hits: 0, misses: 0, bypasses: 0 }
+  }
+  if (outcome === 'hit') counts.hits++
+  else if (outcome === 'miss') counts.misses++
+  else counts.bypasses++
 }
 
 export function emptyStats(): StrataStats {
@@ -52,6 +91,7 @@ export function emptyStats(): StrataStats {
     busMessages: 0,
     busGaps: 0,
     busErrors: 0,
+    byOperation: {},
   }
 }
 

@@ -4,7 +4,14 @@ import type { Logger } from 'pino'
 import type { ChangeSink, ChangeSource } from '../changes/source.js'
 import type { CollectScope } from '../entities/collect.js'
 import { InvalidationClock } from '../invalidation/clock.js'
-import { type BypassReason, bump, emptyStats, type StrataStats } from '../observability/stats.js'
+import {
+  type BypassReason,
+  bump,
+  type CacheObserver,
+  countOperation,
+  emptyStats,
+  type StrataStats,
+} from '../observability/stats.js'
 import type { BusMessage, CacheBus } from '../tiers/tier.js'
 import type { TieredCache, TieredHit } from '../tiers/tiered.js'
 import { resultFromBody } from './cached-result.js'
@@ -34,6 +41,10 @@ export class StrataEngine {
   readonly clock = new InvalidationClock()
   readonly flights = new SingleFlight()
   readonly stats: StrataStats = emptyStats()
+  /** Metrics, when configured. */
+  observer: CacheObserver | undefined
+  /** Called after every clear (warming after a flush). */
+  afterClear: (() => void) | undefined
 
   constructor(
     readonly cache: TieredCache,
@@ -71,6 +82,7 @@ export class StrataEngine {
     this.flights.detachAll()
     this.stats.invalidations++
     this.stats.invalidatedTags += tags.length
+    this.observer?.invalidated(tags.length)
     const removed = await this.cache.invalidate(tags)
     // Published after the shared tiers are clean, so no instance re-reads a stale entry from them.
     await this.#publish({ kind: 'invalidate', tags })
@@ -85,6 +97,7 @@ export class StrataEngine {
     this.logger.info({ tenant: tenant ?? 'all' }, 'strata: cleared')
     const removed = await this.cache.clear(tenant)
     await this.#publish({ kind: 'clear', tenant })
+    this.afterClear?.()
     return removed
   }
 
@@ -135,6 +148,11 @@ export class StrataEngine {
     }
   }
 
+  /** Tells other instances to drop keys from their local tiers (purges no tag can express). */
+  publishDeleted(keys: readonly string[]): Promise<void> {
+    return keys.length === 0 ? Promise.resolve() : this.#publish({ kind: 'delete', keys })
+  }
+
   async #publish(message: BusMessage): Promise<void> {
     if (!this.bus) return
     try {
@@ -154,6 +172,8 @@ export class StrataEngine {
     if (message.kind === 'invalidate') {
       this.clock.invalidated(message.tags)
       await this.cache.invalidateLocal(message.tags)
+    } else if (message.kind === 'delete') {
+      await this.cache.deleteLocal(message.keys)
     } else {
       this.clock.flushed()
       await this.cache.clearLocal(message.tenant)
@@ -180,14 +200,30 @@ export class StrataEngine {
     this.logger.info({ bus: this.bus?.name }, 'strata: invalidation bus up; local tiers in use')
   }
 
-  bypass(context: unknown, reason: BypassReason): void {
-    bump(this.stats.bypasses, reason)
+  bypass(context: unknown, reason: BypassReason, operation: string): void {
     this.http.record(context, { status: 'BYPASS', httpPolicy: null })
+    if (reason === 'admin') return // the admin field is never counted
+    bump(this.stats.bypasses, reason)
+    countOperation(this.stats, operation, 'bypass')
+    this.observer?.outcome('bypass', operation, null, reason)
   }
 
-  serveHit(hit: TieredHit, context: unknown, setResult: (result: ExecutionResult) => void): void {
+  recordMiss(operation: string): void {
+    this.stats.misses++
+    countOperation(this.stats, operation, 'miss')
+    this.observer?.outcome('miss', operation, null, null)
+  }
+
+  serveHit(
+    hit: TieredHit,
+    context: unknown,
+    setResult: (result: ExecutionResult) => void,
+    operation: string,
+  ): void {
     this.stats.hits++
     bump(this.stats.hitsByTier, hit.tier)
+    countOperation(this.stats, operation, 'hit')
+    this.observer?.outcome('hit', operation, hit.tier, null)
     const now = Date.now()
     const ttl = Math.max(0, Math.floor((hit.entry.expiresAt - now) / 1000))
     this.http.record(context, {

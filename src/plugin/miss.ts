@@ -21,6 +21,8 @@ export interface Miss {
   readonly key: string
   readonly tenant: string | null
   readonly session: string | null
+  /** Operation name for stats and metrics. */
+  readonly operation: string
 }
 
 /**
@@ -35,7 +37,7 @@ const DONE_GRACE_MS = 1000
  * unless a rule forbids it.
  */
 export function executeMiss(engine: StrataEngine, payload: ExecutePayload, miss: Miss) {
-  engine.stats.misses++
+  engine.recordMiss(miss.operation)
   const run = new MissRun(engine, miss)
   const { executeFn } = payload
   payload.setExecuteFn((args: ExecutionArgs) => run.execute(executeFn, args))

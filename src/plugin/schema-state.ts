@@ -6,6 +6,7 @@ import {
   Kind,
   type OperationDefinitionNode,
   print,
+  type SelectionSetNode,
 } from 'graphql'
 import { type FieldGroup, newGroup } from '../entities/collect.js'
 import { analyzeDocument, type DocumentFacts } from '../entities/rewrite.js'
@@ -20,6 +21,8 @@ export interface OperationFacts extends DocumentFacts {
   readonly fragments: ReadonlyMap<string, FragmentDefinitionNode>
   /** Document text as the key sees it. */
   readonly source: string
+  /** Selects the admin field: never cached, never counted. */
+  readonly admin: boolean
   /** Field collection for the result walk; memoised unless `@skip`/`@include` use variables. */
   rootGroup(): FieldGroup
 }
@@ -34,6 +37,7 @@ export class SchemaState {
     schema: GraphQLSchema,
     options: SchemaHintOptions,
     version: string | ((schema: GraphQLSchema) => string) | undefined,
+    readonly adminField: string | undefined,
   ) {
     this.hints = buildSchemaHints(schema, options)
     this.version = typeof version === 'string' ? version : (version ?? defaultSchemaVersion)(schema)
@@ -73,6 +77,8 @@ export class SchemaState {
       rewrittenOperation,
       fragments,
       source: document.loc?.source.body ?? print(document),
+      admin:
+        this.adminField !== undefined && selectsRootField(operation.selectionSet, fragments, this.adminField),
       rootGroup: () => {
         if (documentFacts.variableDirectives) return newGroup([rewrittenOperation.selectionSet])
         shared ??= newGroup([rewrittenOperation.selectionSet])
@@ -80,4 +86,25 @@ export class SchemaState {
       },
     }
   }
+}
+
+/** Whether a root selection set selects `name` (through fragments too, whatever their directives). */
+function selectsRootField(
+  set: SelectionSetNode,
+  fragments: ReadonlyMap<string, FragmentDefinitionNode>,
+  name: string,
+  seen = new Set<string>(),
+): boolean {
+  for (const selection of set.selections) {
+    if (selection.kind === Kind.FIELD) {
+      if (selection.name.value === name) return true
+    } else if (selection.kind === Kind.INLINE_FRAGMENT) {
+      if (selectsRootField(selection.selectionSet, fragments, name, seen)) return true
+    } else if (!seen.has(selection.name.value)) {
+      seen.add(selection.name.value)
+      const fragment = fragments.get(selection.name.value)
+      if (fragment && selectsRootField(fragment.selectionSet, fragments, name, seen)) return true
+    }
+  }
+  return false
 }

@@ -1,9 +1,12 @@
 import type { Plugin } from '@envelop/core'
 import type { GraphQLSchema } from 'graphql'
 import pino, { type Logger } from 'pino'
+import { adminResolvers } from '../admin/admin.js'
+import { withAdminField } from '../admin/schema.js'
 import type { ChangeSourceStatus } from '../changes/source.js'
 import { tagsForEntityChange, tagsForTypeChange } from '../entities/tags.js'
 import { deriveKey } from '../key/key.js'
+import { createMetrics } from '../observability/metrics.js'
 import type { StrataStats } from '../observability/stats.js'
 import { type RequestInfo, type StrataContext, type StrataOptions, strataDefaults } from '../options.js'
 import { memoryTier } from '../tiers/memory.js'
@@ -15,6 +18,7 @@ import { HttpReporter, type ResponsePayload } from './http.js'
 import { executeMiss } from './miss.js'
 import { watchMutation } from './mutation.js'
 import { SchemaState } from './schema-state.js'
+import { warm, type YogaLike } from './warm.js'
 
 /** Programmatic control over a Strata instance. */
 export interface StrataHandle {
@@ -43,6 +47,8 @@ export interface StrataHandle {
 /** The plugin `useStrata` returns: an Envelop plugin (with Yoga hooks) plus its handle. */
 export type StrataPlugin = Required<Pick<Plugin<AnyContext>, 'onSchemaChange' | 'onExecute'>> & {
   onResponse(payload: ResponsePayload): void
+  /** Yoga hands the server over (used for warming). */
+  onYogaInit(payload: { yoga: YogaLike }): void
   readonly strata: StrataHandle
 }
 
@@ -68,10 +74,25 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
     logger,
     bus,
   )
+  if (options.metrics) engine.observer = createMetrics(options.metrics, engine.cache, options.changes)
   const started = Promise.all([
     engine.startBus(),
     options.changes ? engine.startChanges(options.changes) : undefined,
   ])
+  const adminField = options.admin ? (options.admin.fieldName ?? '_strata') : undefined
+  const admin = options.admin ? adminResolvers(engine, options.admin, options.changes) : undefined
+  const extended = new WeakSet<GraphQLSchema>()
+
+  // Warming runs through Yoga once it exists and the invalidation sources are up.
+  let yoga: YogaLike | undefined
+  let warmed: Promise<unknown> = Promise.resolve()
+  const runWarm = () => {
+    if (!options.warm || !yoga) return Promise.resolve()
+    const server = yoga
+    warmed = started.then(() => warm(server, options.warm?.operations ?? [], logger))
+    return warmed
+  }
+  if (options.warm?.afterFlush) engine.afterClear = () => void runWarm()
   const schemas = new WeakMap<GraphQLSchema, SchemaState>()
   let warnedNoTenant = false
 
@@ -85,7 +106,7 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
         defaultKeyFields: settings.defaultKeyFields,
         invalidates: options.invalidates ?? {},
       }
-      state = new SchemaState(schema, hintOptions, options.schemaVersion)
+      state = new SchemaState(schema, hintOptions, options.schemaVersion, adminField)
       schemas.set(schema, state)
       logger.debug({ schemaVersion: state.version }, 'strata: schema loaded')
     }
@@ -111,14 +132,16 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
     const context = args.contextValue
     const state = schemaState(args.schema)
     const facts = state.operation(args.document, args.operationName)
-    if (!facts) return engine.bypass(context, 'no-operation')
+    if (!facts) return engine.bypass(context, 'no-operation', '(none)')
+    const operation = args.operationName ?? facts.operation.name?.value ?? '(anonymous)'
+    if (facts.admin) return engine.bypass(context, 'admin', operation)
     const kind = facts.operation.operation
     if (kind === 'mutation') {
-      engine.bypass(context, 'mutation')
+      engine.bypass(context, 'mutation', operation)
       return watchMutation(engine, payload, facts, state)
     }
-    if (kind === 'subscription') return engine.bypass(context, 'subscription')
-    if (facts.incremental) return engine.bypass(context, 'incremental')
+    if (kind === 'subscription') return engine.bypass(context, 'subscription', operation)
+    if (facts.incremental) return engine.bypass(context, 'incremental', operation)
 
     const variables = (args.variableValues ?? {}) as Record<string, unknown>
     const info: RequestInfo<TContext> = {
@@ -127,13 +150,14 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
       operationName: args.operationName ?? null,
       variables,
     }
-    if (options.enabled && !options.enabled(info)) return engine.bypass(context, 'disabled')
+    if (options.enabled && !options.enabled(info)) return engine.bypass(context, 'disabled', operation)
     const tenant = tenantFor(info)
-    if (tenant === undefined) return engine.bypass(context, 'no-tenant')
+    if (tenant === undefined) return engine.bypass(context, 'no-tenant', operation)
     let session: string | null = null
     if (facts.mayBePrivate) {
       const value = options.session?.(info)
-      if (value === null || value === undefined) return engine.bypass(context, 'private-no-session')
+      if (value === null || value === undefined)
+        return engine.bypass(context, 'private-no-session', operation)
       session = String(value)
     }
     const key = deriveKey({
@@ -146,10 +170,10 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
       schemaVersion: state.version,
       extra: options.extraKeyData?.(info),
     })
-    const miss = { facts, state, key, tenant, session }
+    const miss = { facts, state, key, tenant, session, operation }
 
     const afterLookup = (hit: TieredHit | undefined) => {
-      if (hit) return engine.serveHit(hit, context, payload.setResultAndStopExecution)
+      if (hit) return engine.serveHit(hit, context, payload.setResultAndStopExecution, operation)
       const inFlight = settings.singleFlight ? engine.flights.join(key) : undefined
       if (!inFlight) return executeMiss(engine, payload, miss)
       return inFlight.then((body) => {
@@ -172,7 +196,20 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
   }
 
   return {
-    onSchemaChange: ({ schema }) => void schemaState(schema),
+    onSchemaChange: ({ schema, replaceSchema }) => {
+      if (admin && adminField && !extended.has(schema) && !schema.getQueryType()?.getFields()[adminField]) {
+        const withAdmin = withAdminField(schema, adminField, admin.query, admin.mutation)
+        extended.add(withAdmin)
+        schemaState(withAdmin)
+        replaceSchema(withAdmin)
+        return
+      }
+      schemaState(schema)
+    },
+    onYogaInit: ({ yoga: server }: { yoga: YogaLike }) => {
+      yoga = server
+      void runWarm()
+    },
     onExecute,
     onResponse: (payload) => engine.http.onResponse(payload),
     strata: {
@@ -186,6 +223,7 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
       changes: () => options.changes?.status(),
       ready: async () => {
         await started
+        await warmed
       },
       close: async () => {
         await options.changes?.close()

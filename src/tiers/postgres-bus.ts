@@ -122,19 +122,22 @@ export class PostgresBus implements CacheBus {
 
 /** Splits an invalidation whose tags would not fit in one NOTIFY payload. */
 function split(message: BusMessage): BusMessage[] {
-  if (message.kind !== 'invalidate' || JSON.stringify(message).length < MAX_PAYLOAD) return [message]
+  if (message.kind === 'clear' || JSON.stringify(message).length < MAX_PAYLOAD) return [message]
+  const items = message.kind === 'invalidate' ? message.tags : message.keys
+  const make = (part: string[]): BusMessage =>
+    message.kind === 'invalidate' ? { kind: 'invalidate', tags: part } : { kind: 'delete', keys: part }
   const parts: BusMessage[] = []
   let tags: string[] = []
   let size = 0
-  for (const tag of message.tags) {
+  for (const tag of items) {
     if (size + tag.length + 3 > MAX_PAYLOAD && tags.length > 0) {
-      parts.push({ kind: 'invalidate', tags })
+      parts.push(make(tags))
       tags = []
       size = 0
     }
     tags.push(tag)
     size += tag.length + 3
   }
-  if (tags.length > 0) parts.push({ kind: 'invalidate', tags })
+  if (tags.length > 0) parts.push(make(tags))
   return parts
 }

@@ -72,6 +72,7 @@ export interface EntryPage {
 /** A message between instances: what one instance invalidated, for the others' local tiers. */
 export type BusMessage =
   | { readonly kind: 'invalidate'; readonly tags: readonly string[] }
+  | { readonly kind: 'delete'; readonly keys: readonly string[] }
   | { readonly kind: 'clear'; readonly tenant: string | null | undefined }
 
 /** What a bus reports to the instance that listens on it. */

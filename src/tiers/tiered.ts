@@ -20,6 +20,9 @@ export class TieredCache {
   readonly tiers: readonly CacheTier[]
   readonly #guards: readonly (TierGuard | undefined)[]
   readonly #logger: Logger
+  /** Metrics hook: seconds each tier took to answer a lookup (set only when metrics are on). */
+  onLookup: ((tier: string, seconds: number) => void) | undefined
+
   /** Why local tiers cannot be trusted right now (the bus or the change listener is down). */
   readonly #distrust = new Set<string>()
 
@@ -64,13 +67,18 @@ export class TieredCache {
       const tier = this.tiers[i] as CacheTier
       if (!tier.shared && this.#distrust.size > 0) continue
       const guard = this.#guards[i]
+      const started = this.onLookup ? performance.now() : 0
+      const timed = <T>(value: T): T => {
+        this.onLookup?.(tier.name, (performance.now() - started) / 1000)
+        return value
+      }
       if (guard) {
         if (!guard.available) continue
         return guard
           .run('get', () => tier.get(key))
           .then(
-            (entry) => this.#hit(i, key, entry, fresh) ?? this.#getFrom(i + 1, key, fresh),
-            () => this.#getFrom(i + 1, key, fresh),
+            (entry) => timed(this.#hit(i, key, entry, fresh)) ?? this.#getFrom(i + 1, key, fresh),
+            () => timed(undefined) ?? this.#getFrom(i + 1, key, fresh),
           )
       }
       let answer: MaybePromise<CacheEntry | undefined>
@@ -82,14 +90,14 @@ export class TieredCache {
       }
       if (isPromise(answer)) {
         return answer.then(
-          (entry) => this.#hit(i, key, entry, fresh) ?? this.#getFrom(i + 1, key, fresh),
+          (entry) => timed(this.#hit(i, key, entry, fresh)) ?? this.#getFrom(i + 1, key, fresh),
           (error: unknown) => {
             this.#fault(tier, 'get', error)
             return this.#getFrom(i + 1, key, fresh)
           },
         )
       }
-      const hit = this.#hit(i, key, answer, fresh)
+      const hit = this.onLookup ? timed(this.#hit(i, key, answer, fresh)) : this.#hit(i, key, answer, fresh)
       if (hit) return hit
     }
     return undefined
@@ -139,6 +147,14 @@ export class TieredCache {
   /** Clears one tenant (or everything) in every tier. */
   clear(tenant?: string | null): Promise<Record<string, number>> {
     return this.#everyTier('clear', (tier, guard) => (guard ? guard.clear(tenant) : tier.clear(tenant)))
+  }
+
+  /** Deletes keys from the local tiers only (another instance purged them from the shared ones). */
+  async deleteLocal(keys: readonly string[]): Promise<void> {
+    for (const tier of this.tiers) {
+      if (tier.shared) continue
+      for (const key of keys) await Promise.resolve(tier.delete(key)).catch(() => false)
+    }
   }
 
   /** Clears the local tiers only. */
