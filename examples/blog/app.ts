@@ -10,6 +10,7 @@ import {
 import { redisTier } from 'graphql-strata/redis'
 import { createYoga, type YogaServerInstance } from 'graphql-yoga'
 import pino, { type Logger } from 'pino'
+import { collectDefaultMetrics, Registry } from 'prom-client'
 import { rowId, tenantData } from './data.js'
 import { openDb, setupSql } from './db.js'
 import { type BlogContext, schema } from './schema.js'
@@ -34,6 +35,11 @@ export interface BlogServerOptions {
    * @default true
    */
   changes?: boolean
+  /**
+   * Bearer token for the admin field (`authorization: Bearer <token>`).
+   * @default 'strata-admin-demo' (printed at startup; set STRATA_ADMIN_TOKEN in real use)
+   */
+  adminToken?: string
   /** Extra Strata options, or `false` to serve without the cache (used by the benchmark). */
   strata?: Partial<StrataOptions> | false
 }
@@ -67,6 +73,8 @@ export async function startBlogServer(options: BlogServerOptions): Promise<BlogS
   }
   logger.info({ database: db.kind }, 'blog database ready')
 
+  const metrics = new Registry()
+  collectDefaultMetrics({ register: metrics })
   const tiers: CacheTier[] = [memoryTier({ maxBytes: 32 * 2 ** 20 })]
   let redis: { quit(): Promise<unknown> } | undefined
   if (options.redisUrl) {
@@ -86,6 +94,14 @@ export async function startBlogServer(options: BlogServerOptions): Promise<BlogS
     session: ({ context }) => context.request.headers.get('x-user-id'),
     tiers,
     ...(options.changes === false ? {} : { changes: postgresChanges({ pool: db.native }) }),
+    // The admin field, _strata, for a bearer token: try it from GraphiQL at /graphql.
+    admin: {
+      authorize: ({ context }) =>
+        context.request.headers.get('authorization') === `Bearer ${options.adminToken ?? 'strata-admin-demo'}`
+          ? 'all'
+          : null,
+    },
+    metrics: { registry: metrics },
     logger,
     ...(options.strata || {}),
   })
@@ -111,6 +127,12 @@ export async function startBlogServer(options: BlogServerOptions): Promise<BlogS
   // Demo only, embedded database only: POST an SQL statement to /sql to change data outside
   // GraphQL (with a real PostgreSQL, use psql). Never expose such an endpoint in a real server.
   const server = createServer((request, response) => {
+    if (request.url === '/metrics') {
+      void metrics
+        .metrics()
+        .then((text) => response.writeHead(200, { 'content-type': metrics.contentType }).end(text))
+      return
+    }
     if (request.url !== '/sql' || request.method !== 'POST' || db.kind !== 'pglite')
       return yoga(request, response)
     let sql = ''

@@ -17,6 +17,7 @@ try {
     port,
     databaseUrl: process.env.DATABASE_URL || undefined,
     redisUrl: process.env.REDIS_URL || undefined,
+    adminToken: process.env.STRATA_ADMIN_TOKEN || undefined,
     logger,
   })
 } catch (error) {
@@ -28,12 +29,24 @@ const body = JSON.stringify({ query: '{ posts(first: 5) { id title author { name
 process.stdout.write(`
 Blog example with graphql-strata at ${app.url}  (tenants: acme, globex; users: 1, 2 in acme, 3 in globex)
 
+Admin field (GraphiQL at the URL above, header authorization: Bearer ${process.env.STRATA_ADMIN_TOKEN || 'strata-admin-demo'}):
+  { _strata { stats { hits misses hitRate } entries { nodes { key operationName tiers ttlSeconds } } } }
+Prometheus metrics: ${app.url.replace('/graphql', '/metrics')}
+
 Run this twice: the first answer is a MISS, the second a HIT.
 
   curl -si -H 'x-tenant-id: acme' -H 'content-type: application/json' \\
     --data '${body}' \\
     ${app.url} | grep -i x-strata-cache
+${
+  process.env.DATABASE_URL
+    ? ''
+    : `
+Change data outside GraphQL (demo endpoint, embedded database only); the next read is a MISS:
 
+  curl -s ${app.url.replace('/graphql', '/sql')} --data "UPDATE blog_example.posts SET title = 'Edited in SQL' WHERE id = 1"
+`
+}
 `)
 
 let stopping = false

@@ -72,6 +72,17 @@ describe('examples/blog: SQL outside GraphQL invalidates the cache (embedded PGl
   }, 120_000)
   afterAll(() => server?.close())
 
+  it('the admin field answers the documented token, and /metrics exposes the counters', async () => {
+    await ask(server, '{ posts(first: 2) { id } }')
+    const query = '{ _strata { stats { hits misses } entries(tenant: "acme") { nodes { operationName } } } }'
+    const refused = await ask(server, query)
+    expect(refused.json.errors?.[0]?.extensions?.code).toBe('FORBIDDEN')
+    const allowed = await ask(server, query, { authorization: 'Bearer strata-admin-demo' })
+    expect(allowed.json.data._strata.stats.misses).toBeGreaterThan(0)
+    const metrics = await (await fetch(server.url.replace('/graphql', '/metrics'))).text()
+    expect(metrics).toContain('strata_requests_total{outcome="miss"')
+  })
+
   it('an SQL UPDATE posted to the demo /sql endpoint makes the cached post fresh', async () => {
     const query = '{ post(id: "1") { id title } }'
     await ask(server, query)

@@ -1,0 +1,267 @@
+import { randomUUID } from 'node:crypto'
+import { Redis } from 'ioredis'
+import { Registry } from 'prom-client'
+import { afterEach, describe, expect, it } from 'vitest'
+import { memoryTier, type StrataPlugin, useStrata } from '../../src/index.js'
+import { redisTier } from '../../src/redis.js'
+import { BlogStore, blogSchema } from '../support/blog.js'
+import { startServer, type TestServer } from '../support/server.js'
+import { serviceUrl } from '../support/services.js'
+import { sleep } from '../support/wait.js'
+
+const closers: (() => Promise<unknown>)[] = []
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close()
+})
+
+const SUPER = { authorization: 'Bearer super' }
+const ACME_ADMIN = { authorization: 'Bearer tenant:acme' }
+const acme = { 'x-tenant-id': 'acme' }
+const globex = { 'x-tenant-id': 'globex' }
+
+async function start(extra: { warm?: boolean } = {}) {
+  const client = new Redis(await serviceUrl('redis'))
+  const registry = new Registry()
+  const plugin: StrataPlugin = useStrata({
+    tenant: ({ context }) => context.request.headers.get('x-tenant-id'),
+    tiers: [
+      memoryTier(),
+      redisTier({ client, namespace: `admin-${randomUUID().slice(0, 8)}`, shards: 2, skewToleranceMs: 0 }),
+    ],
+    bus: false,
+    metrics: { registry },
+    admin: {
+      authorize: ({ context }) => {
+        const auth = context.request.headers.get('authorization') ?? ''
+        if (auth === 'Bearer super') return 'all'
+        if (auth.startsWith('Bearer tenant:')) return { tenant: auth.slice('Bearer tenant:'.length) }
+        return null
+      },
+    },
+    ...(extra.warm
+      ? { warm: { operations: [{ query: 'query Warm { posts { id title } }', headers: acme }] } }
+      : {}),
+  })
+  const server = await startServer({ schema: blogSchema(new BlogStore()), plugins: [plugin] })
+  closers.push(
+    () => client.quit(),
+    () => plugin.strata.close(),
+    () => server.close(),
+  )
+  await plugin.strata.ready()
+  return { server, strata: plugin.strata, registry }
+}
+
+/** Caches a few entries for acme and globex, waiting for the (unawaited) writes to Redis. */
+async function seed(server: TestServer) {
+  for (const headers of [acme, globex]) {
+    await server.query('query One { post(id: "1") { id title } }', {}, headers)
+    await server.query('query Two { post(id: "2") { id title } }', {}, headers)
+    await server.query('query List { posts { id } }', {}, headers)
+    await server.query('query Labels { tags { label } }', {}, headers)
+  }
+  await sleep(30)
+}
+
+const admin = (server: TestServer, query: string, headers: Record<string, string> = SUPER, variables = {}) =>
+  server.query(query, variables, headers)
+const PURGE = 'removed { name count } total'
+
+/** The admin field's data, or a clear failure. */
+function strataData<T>(res: { json: { data?: Record<string, unknown> | null } }): T {
+  const value = res.json.data?._strata
+  if (value === null || value === undefined) throw new Error(`no admin data: ${JSON.stringify(res.json)}`)
+  return value as T
+}
+
+describe('the admin field', () => {
+  it('refuses callers without an admin credential: FORBIDDEN, no data', async () => {
+    const { server } = await start()
+    await seed(server)
+    const read = await admin(server, '{ _strata { entries { nodes { key } } } }', acme)
+    expect(read.json.errors?.[0]?.extensions?.code).toBe('FORBIDDEN')
+    expect(read.json.data?._strata).toBeNull()
+    expect(read.text).not.toContain('strata:t:')
+    const purge = await admin(server, `mutation { _strata { flush { ${PURGE} } } }`, acme)
+    expect(purge.json.errors?.[0]?.extensions?.code).toBe('FORBIDDEN')
+    expect((await server.query('query One { post(id: "1") { id title } }', {}, acme)).cache).toBe('HIT')
+  })
+
+  it('stats move with hits and misses; admin requests are neither cached nor counted', async () => {
+    const { server } = await start()
+    const stats = async () =>
+      (
+        await admin(
+          server,
+          '{ _strata { stats { hits misses hitRate operations { operationName hits misses } } } }',
+        )
+      ).json.data?._strata as {
+        stats: { hits: number; misses: number; hitRate: number; operations: { operationName: string }[] }
+      }
+    const before = await stats()
+    await server.query('query One { post(id: "1") { id } }', {}, acme)
+    await server.query('query One { post(id: "1") { id } }', {}, acme)
+    const after = await stats()
+    expect(after.stats.misses - before.stats.misses).toBe(1)
+    expect(after.stats.hits - before.stats.hits).toBe(1)
+    expect(after.stats.hitRate).toBe(0.5)
+    expect(after.stats.operations).toContainEqual({ operationName: 'One', hits: 1, misses: 1 })
+    const again = await stats()
+    expect(again.stats).toEqual(after.stats)
+    expect((await admin(server, '{ _strata { stats { hits } } }')).cache).toBe('BYPASS')
+  })
+
+  it('lists entries with the tiers that hold them, and shows one entry with a preview', async () => {
+    const { server } = await start()
+    await seed(server)
+    const page = (
+      await admin(
+        server,
+        '{ _strata { entries(tenant: "acme", operationName: "One") { nodes { key tenant operationName tags size ttlSeconds tiers } cursor } } }',
+      )
+    ).json.data?._strata as {
+      entries: { nodes: { key: string; tags: string[]; tiers: string[]; ttlSeconds: number }[] }
+    }
+    expect(page.entries.nodes).toHaveLength(1)
+    const node = page.entries.nodes[0]!
+    expect(node).toMatchObject({ tenant: 'acme', operationName: 'One', tiers: ['memory', 'redis'] })
+    expect(node.tags).toContain('Post:1')
+    expect(node.ttlSeconds).toBeGreaterThan(50)
+    const one = await admin(
+      server,
+      'query($key: String!) { _strata { entry(key: $key) { key bodyPreview } } }',
+      SUPER,
+      { key: node.key },
+    )
+    expect(JSON.stringify(one.json)).toContain('Post 1')
+  })
+
+  const cached = async (server: TestServer, query: string, headers: Record<string, string>) =>
+    (await server.query(query, {}, headers)).cache === 'HIT'
+
+  it('each purge selector removes exactly the matching entries, in every tier', async () => {
+    const { server } = await start()
+    const purge = async (mutation: string) => {
+      const res = await admin(server, `mutation { _strata { ${mutation} { ${PURGE} } } }`)
+      return strataData<Record<string, { removed: { name: string; count: number }[] }>>(res)[
+        mutation.split('(')[0] as string
+      ]
+    }
+    await seed(server)
+    // Post 1 and lists of posts, both tenants (mutation-style global invalidation by a super admin).
+    expect((await purge('invalidateEntities(type: "Post", ids: ["1"])'))?.removed).toEqual([
+      { name: 'memory', count: 4 },
+      { name: 'redis', count: 4 },
+    ])
+    expect(await cached(server, 'query One { post(id: "1") { id title } }', acme)).toBe(false)
+    expect(await cached(server, 'query Two { post(id: "2") { id title } }', acme)).toBe(true)
+    await seed(server)
+    expect((await purge('invalidateTypes(types: ["Tag"])'))?.removed).toContainEqual({
+      name: 'redis',
+      count: 2,
+    })
+    expect(await cached(server, 'query Labels { tags { label } }', globex)).toBe(false)
+    expect(await cached(server, 'query Two { post(id: "2") { id title } }', globex)).toBe(true)
+    await seed(server)
+    // Post 2 alone, and the lists that show it, in both tenants.
+    expect((await purge('invalidateTags(tags: ["Post:2"])'))?.removed).toContainEqual({
+      name: 'memory',
+      count: 4,
+    })
+    expect(await cached(server, 'query Labels { tags { label } }', acme)).toBe(true)
+    await seed(server)
+    expect((await purge('invalidateOperation(operationName: "List")'))?.removed).toEqual([
+      { name: 'memory', count: 2 },
+      { name: 'redis', count: 2 },
+    ])
+    expect(await cached(server, 'query List { posts { id } }', acme)).toBe(false)
+    expect(await cached(server, 'query One { post(id: "1") { id title } }', acme)).toBe(true)
+    await seed(server)
+    expect((await purge('flush(tenant: "globex")'))?.removed).toEqual([
+      { name: 'memory', count: 4 },
+      { name: 'redis', count: 4 },
+    ])
+    expect(await cached(server, 'query One { post(id: "1") { id title } }', globex)).toBe(false)
+    expect(await cached(server, 'query One { post(id: "1") { id title } }', acme)).toBe(true)
+  })
+
+  it('a tenant admin sees and purges only its own tenant', async () => {
+    const { server } = await start()
+    await seed(server)
+    const mine = (await admin(server, '{ _strata { entries { nodes { tenant } } } }', ACME_ADMIN)).json.data
+      ?._strata as {
+      entries: { nodes: { tenant: string }[] }
+    }
+    expect(mine.entries.nodes.length).toBe(4)
+    expect(new Set(mine.entries.nodes.map((n) => n.tenant))).toEqual(new Set(['acme']))
+    for (const query of [
+      '{ _strata { entries(tenant: "globex") { nodes { key } } } }',
+      '{ _strata { stats { hits } } }',
+      'mutation { _strata { flush(tenant: "globex") { total } } }',
+    ]) {
+      expect((await admin(server, query, ACME_ADMIN)).json.errors?.[0]?.extensions?.code, query).toBe(
+        'FORBIDDEN',
+      )
+    }
+    const globexKey = strataData<{ entries: { nodes: { key: string }[] } }>(
+      await admin(server, '{ _strata { entries(tenant: "globex", first: 1) { nodes { key } } } }'),
+    ).entries.nodes[0]?.key
+    const peek = await admin(
+      server,
+      'query($key: String!) { _strata { entry(key: $key) { key } } }',
+      ACME_ADMIN,
+      { key: globexKey },
+    )
+    expect(peek.json.data?._strata).toEqual({ entry: null })
+    const purged = await admin(
+      server,
+      `mutation { _strata { invalidateTags(tags: ["Post:1"]) { ${PURGE} } } }`,
+      ACME_ADMIN,
+    )
+    // acme's post 1 and acme's list of posts, in memory and in Redis.
+    expect(purged.json.data?._strata).toMatchObject({ invalidateTags: { total: 4 } })
+    expect(await cached(server, 'query One { post(id: "1") { id title } }', acme)).toBe(false)
+    expect(await cached(server, 'query One { post(id: "1") { id title } }', globex)).toBe(true)
+  })
+
+  it('health reports each tier and its circuit', async () => {
+    const { server } = await start()
+    const health = await admin(
+      server,
+      '{ _strata { health { localTiersInUse tiers { tier shared circuit } changes { state } } } }',
+    )
+    expect(health.json.data?._strata).toEqual({
+      health: {
+        localTiersInUse: true,
+        tiers: [
+          { tier: 'memory', shared: false, circuit: 'local' },
+          { tier: 'redis', shared: true, circuit: 'closed' },
+        ],
+        changes: null,
+      },
+    })
+  })
+})
+
+describe('metrics and warming', () => {
+  it('exposes Prometheus counters and lookup latency', async () => {
+    const { server, registry } = await start()
+    await server.query('query One { post(id: "1") { id } }', {}, acme)
+    await server.query('query One { post(id: "1") { id } }', {}, acme)
+    await server.query('{ posts { id } }')
+    const text = await registry.metrics()
+    expect(text).toMatch(/strata_requests_total\{outcome="hit",operation="One",tier="memory",reason=""\} 1/)
+    expect(text).toMatch(/strata_requests_total\{outcome="miss",operation="One",tier="",reason=""\} 1/)
+    expect(text).toMatch(
+      /strata_requests_total\{outcome="bypass",operation="\(anonymous\)",tier="",reason="no-tenant"\} 1/,
+    )
+    expect(text).toMatch(/strata_lookup_seconds_count\{tier="memory"\} [1-9]/)
+    expect(text).toMatch(/strata_tier_up\{tier="redis"\} 1/)
+  })
+
+  it('warming fills the cache before the first request', async () => {
+    const { server, strata } = await start({ warm: true })
+    expect(strata.stats().stores).toBe(1)
+    expect((await server.query('query Warm { posts { id title } }', {}, acme)).cache).toBe('HIT')
+  })
+})
