@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
+import pino from 'pino'
 import { Registry } from 'prom-client'
 import { afterEach, describe, expect, it } from 'vitest'
 import { memoryTier, type StrataPlugin, useStrata } from '../../src/index.js'
@@ -7,7 +8,7 @@ import { redisTier } from '../../src/redis.js'
 import { BlogStore, blogSchema } from '../support/blog.js'
 import { startServer, type TestServer } from '../support/server.js'
 import { serviceUrl } from '../support/services.js'
-import { sleep } from '../support/wait.js'
+import { sleep, waitFor } from '../support/wait.js'
 
 const closers: (() => Promise<unknown>)[] = []
 afterEach(async () => {
@@ -257,6 +258,34 @@ describe('metrics and warming', () => {
     )
     expect(text).toMatch(/strata_lookup_seconds_count\{tier="memory"\} [1-9]/)
     expect(text).toMatch(/strata_tier_up\{tier="redis"\} 1/)
+  })
+
+  it('a failing warm-up operation is logged, never fatal; afterFlush warms again', async () => {
+    const lines: string[] = []
+    const logger = pino({ level: 'warn' }, { write: (line: string) => lines.push(line) })
+    const plugin = useStrata({
+      tenant: ({ context }) => context.request.headers.get('x-tenant-id'),
+      logger,
+      warm: {
+        operations: [
+          { query: '{ nope }', headers: acme },
+          { query: 'query Warm { posts { id } }', headers: acme },
+        ],
+        afterFlush: true,
+      },
+    })
+    const server = await startServer({ schema: blogSchema(new BlogStore()), plugins: [plugin] })
+    closers.push(
+      () => plugin.strata.close(),
+      () => server.close(),
+    )
+    await plugin.strata.ready()
+    expect(lines.some((line) => line.includes('warm-up operation failed'))).toBe(true)
+    expect((await server.query('query Warm { posts { id } }', {}, acme)).cache).toBe('HIT')
+    await plugin.strata.clear()
+    await plugin.strata.ready()
+    expect(await waitFor(async () => plugin.strata.stats().stores === 2, 2000)).toBe(true)
+    expect((await server.query('query Warm { posts { id } }', {}, acme)).cache).toBe('HIT')
   })
 
   it('warming fills the cache before the first request', async () => {
