@@ -56,7 +56,7 @@ export function adminResolvers<TContext>(
   }
 }
 
-/** The tenant an admin may act on (`undefined`: any), refusing another tenant. */
+/** The tenant an admin may act on (`undefined`: every tenant), refusing another tenant. */
 function scopedTenant(access: AdminAccess, requested: string | null | undefined): string | null | undefined {
   if (access === 'all') return requested
   if (requested !== undefined && requested !== null && requested !== access.tenant) throw forbidden()
