@@ -3,7 +3,8 @@ import type { ChangeSource } from '../changes/source.js'
 import { tagsForEntityChange, tagsForTypeChange } from '../entities/tags.js'
 import { keyTenant } from '../key/key.js'
 import type { StrataEngine } from '../plugin/engine.js'
-import type { CacheTier, EntryQuery, EntrySummary } from '../tiers/tier.js'
+import { withTimeout } from '../tiers/postgres-bus.js'
+import type { CacheTier, EntryQuery, EntrySummary, MaybePromise } from '../tiers/tier.js'
 
 /** What an admin may do: everything (`'all'`), or one tenant's entries only. */
 export type AdminAccess = 'all' | { readonly tenant: string }
@@ -24,6 +25,11 @@ export interface AdminOptions<TContext> {
    */
   fieldName?: string
 }
+
+/** Admin calls to a tier give up after this long: a hung tier must not hang the admin field. */
+const TIER_TIMEOUT_MS = 5000
+const ask = <T>(call: () => MaybePromise<T>): Promise<T> =>
+  withTimeout(Promise.resolve().then(call), TIER_TIMEOUT_MS)
 
 const forbidden = () =>
   new GraphQLError('Forbidden', { extensions: { code: 'FORBIDDEN', http: { status: 403 } } })
@@ -75,7 +81,7 @@ class AdminQuery {
     const { stats, cache } = this.engine
     const tiers = await Promise.all(
       cache.tiers.map(async (tier) => {
-        const tierStats = await Promise.resolve(tier.stats()).catch(() => undefined)
+        const tierStats = await ask(() => tier.stats()).catch(() => undefined)
         return {
           tier: tier.name,
           hits: stats.hitsByTier[tier.name] ?? 0,
@@ -121,14 +127,14 @@ class AdminQuery {
       ...(args.tag ? { tag: args.tag } : {}),
       ...(args.after ? { cursor: args.after } : {}),
     }
-    const page = await tier.list(query)
+    const page = await ask(() => tier.list(query))
     return { nodes: page.entries.map((entry) => this.#node(entry)), cursor: page.cursor ?? null }
   }
 
   async entry(args: { key: string }) {
     if (this.access !== 'all' && keyTenant(args.key) !== this.access.tenant) return null
     for (const tier of this.engine.cache.tiers) {
-      const entry = await Promise.resolve(tier.get(args.key)).catch(() => undefined)
+      const entry = await ask(() => tier.get(args.key)).catch(() => undefined)
       if (entry) return { ...this.#node({ key: args.key, ...entry }), bodyPreview: entry.body.slice(0, 500) }
     }
     return null
@@ -163,7 +169,7 @@ class AdminQuery {
       ttlSeconds: Math.max(0, Math.floor((entry.expiresAt - Date.now()) / 1000)),
       tiers: async () => {
         const held = await Promise.all(
-          tiers.map((tier) => Promise.resolve(tier.get(entry.key)).catch(() => undefined)),
+          tiers.map((tier) => ask(() => tier.get(entry.key)).catch(() => undefined)),
         )
         return tiers.filter((_, i) => held[i] !== undefined).map((tier) => tier.name)
       },
@@ -244,17 +250,18 @@ async function purgeTier(
   const keys: string[] = []
   let cursor: string | undefined
   do {
-    const page = await tier.list({
+    const query: EntryQuery = {
       limit: 500,
       ...(filter.tenant === undefined ? {} : { tenant: filter.tenant }),
       ...(filter.tag ? { tag: filter.tag } : {}),
       ...(filter.operationName ? { operationName: filter.operationName } : {}),
       ...(cursor ? { cursor } : {}),
-    })
+    }
+    const page = await ask(() => tier.list(query))
     keys.push(...page.entries.map((entry) => entry.key))
     cursor = page.cursor
   } while (cursor)
   const removed: string[] = []
-  for (const key of keys) if (await tier.delete(key)) removed.push(key)
+  for (const key of keys) if (await ask(() => tier.delete(key))) removed.push(key)
   return removed
 }

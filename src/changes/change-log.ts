@@ -25,6 +25,7 @@ export class ChangeLogReader {
   #epoch: string | undefined
   #reading: Promise<void> | undefined
   #again = false
+  #warnedHoles = false
   flushes = 0
   lastRead: number | undefined
 
@@ -90,8 +91,15 @@ export class ChangeLogReader {
     }
     const epoch = String(head.epoch)
     if (!cursor || this.#epoch !== epoch) {
-      if (cursor || this.#epoch !== undefined)
+      // The log is UNLOGGED: a crash empties it with a new epoch. The last epoch the fleet applied is
+      // kept in a logged table, so even a fleet that restarted with the database notices.
+      const known = this.#epoch ?? (await this.#recordedEpoch())
+      if (known !== undefined && known !== epoch)
         await this.#flush(`the change log was reset (new epoch ${epoch})`, scope)
+      await this.access.query(
+        `INSERT INTO ${schema}.meta (key, value) VALUES ('changes_epoch', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+        [epoch],
+      )
       this.#epoch = epoch
       this.#cursor = new LogCursor(Number(head.checkpoint))
       return true
@@ -113,10 +121,13 @@ export class ChangeLogReader {
     }
     const before = cursor.low
     const fresh = cursor.accept(changes, { xmin: BigInt(String(head.xmin)), xmax: BigInt(String(head.xmax)) })
-    if (cursor.holes.length > 100_000) {
-      await this.#flush('too many changes in flight to track', scope)
-      this.#cursor = new LogCursor(cursor.maxSeen)
-      return false
+    // Holes are never dropped: forgetting one would skip a change that commits later.
+    if (cursor.holes.length > 100_000 && !this.#warnedHoles) {
+      this.#warnedHoles = true
+      sink.logger.warn(
+        { pending: cursor.holes.length },
+        'strata: over 100k change-log numbers pending (a long transaction holds them open); memory grows until it ends',
+      )
     }
     if (fresh.length > 0) {
       const tags = new Set<string>()
@@ -135,6 +146,13 @@ export class ChangeLogReader {
       await this.access.query(`SELECT pg_notify($1, $2)`, [this.access.channel, String(cursor.maxSeen)])
     }
     return changes.length >= batch
+  }
+
+  async #recordedEpoch(): Promise<string | undefined> {
+    const { rows } = await this.access.query(
+      `SELECT value FROM ${this.access.schema}.meta WHERE key = 'changes_epoch'`,
+    )
+    return rows[0] === undefined ? undefined : String(rows[0].value)
   }
 
   async #flush(reason: string, scope: 'all' | 'local'): Promise<void> {

@@ -1,5 +1,6 @@
 import { StrataOptionError } from '../errors.js'
 import { postgresInstallSql, type Queryable } from '../tiers/postgres.js'
+import { withTimeout } from '../tiers/postgres-bus.js'
 import { sqlScript } from '../tiers/sql-script.js'
 import { ChangeLogReader } from './change-log.js'
 import type { ChangeSink, ChangeSource, ChangeSourceStatus } from './source.js'
@@ -49,6 +50,9 @@ export interface PostgresChangesOptions {
   pingMs?: number
 }
 
+/** A listener query that takes longer means a dead connection. */
+const QUERY_TIMEOUT_MS = 10_000
+
 export const postgresChangesDefaults = {
   schema: 'strata',
   autoInstall: true,
@@ -86,6 +90,9 @@ class PostgresChanges implements ChangeSource {
   readonly #timers = new Set<ReturnType<typeof setTimeout>>()
   #backoff = 100
   #reconnects = 0
+  #installed = false
+  /** Bumped on every connection: timers of an earlier connection stop. */
+  #generation = 0
   #lastError: string | null = null
   #closed = false
 
@@ -109,11 +116,14 @@ class PostgresChanges implements ChangeSource {
       query: (text, params) => this.#q(text, params),
       leader: () => this.#leader,
     })
-    if (this.#s.autoInstall) {
-      const sql = `${postgresInstallSql(this.#s.schema)}\n${postgresChangesSql(this.#s.schema)}`
-      await (this.#s.pool.exec ? this.#s.pool.exec(sql) : this.#s.pool.query(sql))
+    // A database that is down at start is retried like a lost connection, install included.
+    this.#state = 'down'
+    try {
+      await this.#connect()
+    } catch (error) {
+      this.#state = 'starting' // let #lost take over
+      this.#lost(error)
     }
-    await this.#connect().catch((error: unknown) => this.#lost(error))
     this.#every(this.#s.pruneIntervalMs, async () => this.#reader?.prune(this.#s.retentionMs))
   }
 
@@ -147,14 +157,41 @@ class PostgresChanges implements ChangeSource {
     this.#release()
   }
 
-  /** Runs `query` on the dedicated session when there is one, else on the pool. */
+  /**
+   * Runs `query` on the dedicated session when there is one, else on the pool, with a timeout:
+   * a silently dead connection never answers.
+   */
   #q(text: string, params?: unknown[]) {
-    return (this.#session ?? this.#s.pool).query(text, params)
+    return withTimeout((this.#session ?? this.#s.pool).query(text, params), QUERY_TIMEOUT_MS)
   }
 
+  async #install(): Promise<void> {
+    if (!this.#s.autoInstall || this.#installed) return
+    const sql = `${postgresInstallSql(this.#s.schema)}\n${postgresChangesSql(this.#s.schema)}`
+    await withTimeout(this.#s.pool.exec ? this.#s.pool.exec(sql) : this.#s.pool.query(sql), QUERY_TIMEOUT_MS)
+    this.#installed = true
+  }
+
+  /** Connects (and installs, the first time), catches up, then trusts local tiers again. */
   async #connect(): Promise<void> {
+    try {
+      await this.#install()
+      await this.#listen()
+      await this.#read() // catch up before trusting local tiers again
+    } catch (error) {
+      this.#state = 'down'
+      this.#leader = false
+      this.#release()
+      throw error
+    }
+    this.#backoff = 100
+    this.#lastError = null
+    this.#sink?.up()
+    this.#schedule(++this.#generation)
+  }
+
+  async #listen(): Promise<void> {
     const { pool, mode } = this.#s
-    const sink = this.#sink as ChangeSink
     if (mode === 'poll') {
       this.#state = 'polling'
     } else if (pool.listen && !pool.connect) {
@@ -162,18 +199,21 @@ class PostgresChanges implements ChangeSource {
       this.#leader = true // PGlite: a single process
       this.#state = 'leader'
     } else if (pool.connect) {
-      const session = await pool.connect()
-      session.on('error', (error) => this.#lost(error))
-      session.on('end', () => this.#lost(new Error('listener connection ended')))
+      const session = await withTimeout(pool.connect(), QUERY_TIMEOUT_MS)
+      // Only the current session's death matters: a replaced one's 'end' must not start a retry.
+      session.on('error', (error) => {
+        if (this.#session === session) this.#lost(error)
+      })
+      session.on('end', () => {
+        if (this.#session === session) this.#lost(new Error('listener connection ended'))
+      })
       session.on('notification', (message) => {
         if ((message as { channel?: string }).channel === this.#channel) this.#wake()
       })
       this.#session = session
       // Named, so operators (and tests) can find the listener in pg_stat_activity.
-      await session.query(
-        `SET application_name = '${`graphql-strata changes ${this.#s.schema}`.slice(0, 63)}'`,
-      )
-      await session.query(`LISTEN ${this.#channel}`)
+      await this.#q(`SET application_name = '${`graphql-strata changes ${this.#s.schema}`.slice(0, 63)}'`)
+      await this.#q(`LISTEN ${this.#channel}`)
       await this.#campaign()
       this.#ping(session)
     } else {
@@ -182,11 +222,6 @@ class PostgresChanges implements ChangeSource {
         'listen mode needs a pg.Pool (connect) or PGlite (listen); use mode: "poll" otherwise',
       )
     }
-    await this.#read() // catch up before trusting local tiers again
-    this.#backoff = 100
-    this.#lastError = null
-    sink.up()
-    this.#schedule()
   }
 
   /** Tries to become the leader (session advisory lock, released if this connection dies). */
@@ -210,18 +245,18 @@ class PostgresChanges implements ChangeSource {
     this.#timers.add(timer)
   }
 
-  #schedule(): void {
+  #schedule(generation: number): void {
     const { mode, pollMs, followerPollMs } = this.#s
     const interval = mode === 'poll' || this.#leader ? pollMs : followerPollMs
     this.#after(interval, async () => {
-      if (this.#state === 'down') return
+      if (this.#state === 'down' || generation !== this.#generation) return
       try {
         if (mode === 'listen' && this.#session && !this.#leader) await this.#campaign()
         await this.#read()
       } catch (error) {
         return this.#lost(error)
       }
-      this.#schedule()
+      this.#schedule(generation)
     })
   }
 
@@ -234,7 +269,7 @@ class PostgresChanges implements ChangeSource {
     this.#after(this.#s.pingMs, async () => {
       if (this.#session !== session) return
       try {
-        await session.query('SELECT 1')
+        await withTimeout(session.query('SELECT 1'), Math.min(this.#s.pingMs, QUERY_TIMEOUT_MS))
         this.#ping(session)
       } catch (error) {
         this.#lost(error)
@@ -280,7 +315,6 @@ class PostgresChanges implements ChangeSource {
             'strata: change listener reconnected and caught up',
           )
         } catch (next) {
-          this.#release()
           this.#lastError = String((next as Error)?.message ?? next)
           this.#backoff = Math.min(this.#backoff * 2, 30_000)
           retry()

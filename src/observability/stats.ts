@@ -61,20 +61,25 @@ export interface CacheObserver {
 
 const MAX_OPERATIONS = 500
 
-/** Counts an outcome under its operation name, keeping the map bounded (names come from clients). */
+/**
+ * Counts an outcome under its operation name, keeping the map bounded (names come from clients);
+ * returns the name it was counted under, for metric labels (same bound).
+ */
 export function countOperation(
   stats: StrataStats,
   operation: string,
   outcome: 'hit' | 'miss' | 'bypass',
-): void {
+): string {
+  let name = operation
   let counts = stats.byOperation[operation]
   if (!counts) {
-    const name = Object.keys(stats.byOperation).length < MAX_OPERATIONS ? operation : '(other)'
+    name = Object.keys(stats.byOperation).length < MAX_OPERATIONS ? operation : '(other)'
     counts = stats.byOperation[name] ??= { hits: 0, misses: 0, bypasses: 0 }
   }
   if (outcome === 'hit') counts.hits++
   else if (outcome === 'miss') counts.misses++
   else counts.bypasses++
+  return name
 }
 
 export function emptyStats(): StrataStats {

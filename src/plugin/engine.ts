@@ -63,7 +63,14 @@ export class StrataEngine {
     if (!bus) return
     try {
       await bus.start({
-        onMessage: (message) => void this.#applyRemote(message),
+        onMessage: (message) => {
+          this.#applyRemote(message).catch((error: unknown) =>
+            this.logger.error(
+              { err: error },
+              'strata: could not apply an invalidation from another instance',
+            ),
+          )
+        },
         onDown: (reason) => this.#busDown(reason),
         onUp: () => this.#busUp(),
       })
@@ -204,14 +211,14 @@ export class StrataEngine {
     this.http.record(context, { status: 'BYPASS', httpPolicy: null })
     if (reason === 'admin') return // the admin field is never counted
     bump(this.stats.bypasses, reason)
-    countOperation(this.stats, operation, 'bypass')
-    this.observer?.outcome('bypass', operation, null, reason)
+    const name = countOperation(this.stats, operation, 'bypass')
+    this.observer?.outcome('bypass', name, null, reason)
   }
 
   recordMiss(operation: string): void {
     this.stats.misses++
-    countOperation(this.stats, operation, 'miss')
-    this.observer?.outcome('miss', operation, null, null)
+    const name = countOperation(this.stats, operation, 'miss')
+    this.observer?.outcome('miss', name, null, null)
   }
 
   serveHit(
@@ -222,8 +229,8 @@ export class StrataEngine {
   ): void {
     this.stats.hits++
     bump(this.stats.hitsByTier, hit.tier)
-    countOperation(this.stats, operation, 'hit')
-    this.observer?.outcome('hit', operation, hit.tier, null)
+    const name = countOperation(this.stats, operation, 'hit')
+    this.observer?.outcome('hit', name, hit.tier, null)
     const now = Date.now()
     const ttl = Math.max(0, Math.floor((hit.entry.expiresAt - now) / 1000))
     this.http.record(context, {

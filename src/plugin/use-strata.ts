@@ -184,7 +184,7 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
     // A shared tier answers asynchronously: an entry it read before an invalidation that
     // completed meanwhile must be neither served nor promoted.
     const sequence = engine.clock.begin()
-    const lookup = engine.cache.get(key, (entry) => !engine.clock.isStale(sequence, entry.tags))
+    const lookup = engine.cache.get(key, (entry) => !engine.clock.isStale(sequence, entry.tags), Date.now())
     if (!isPromise(lookup)) {
       engine.clock.end(sequence)
       return afterLookup(lookup)

@@ -16,9 +16,28 @@ interface PoolLike extends Queryable {
   listen?(channel: string, callback: (payload: string) => void): Promise<() => Promise<void>>
 }
 
-/** NOTIFY payloads must stay under 8000 bytes. */
+/** NOTIFY payloads must stay under 8000 bytes (UTF-8), envelope included. */
 const MAX_PAYLOAD = 7000
 const PING_MS = 10_000
+const PING_TIMEOUT_MS = 5000
+
+/** Rejects when `promise` takes longer than `ms` (a silently dead connection never answers). */
+export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)
+    timer.unref?.()
+    promise.then(
+      (value) => {
+        clearTimeout(timer)
+        resolve(value)
+      },
+      (error: unknown) => {
+        clearTimeout(timer)
+        reject(error)
+      },
+    )
+  })
+}
 
 /**
  * Invalidation bus over PostgreSQL LISTEN/NOTIFY. Listens on a dedicated pool connection,
@@ -54,13 +73,23 @@ export class PostgresBus implements CacheBus {
   async #connect(): Promise<void> {
     const handlers = this.#handlers as BusHandlers
     const client = await (this.pool.connect as () => Promise<ListenClient>)()
+    let released = false
+    const release = () => {
+      if (released) return
+      released = true
+      try {
+        client.release(true)
+      } catch {
+        // the pool already dropped it
+      }
+    }
     let down = false
     const lost = (reason: string) => {
       if (down || this.#closed) return
       down = true
       clearTimeout(this.#timer)
-      this.#client = undefined
-      client.release(true)
+      if (this.#client === client) this.#client = undefined
+      release()
       handlers.onDown(reason)
       this.#retry()
     }
@@ -72,9 +101,10 @@ export class PostgresBus implements CacheBus {
     )
     client.on('end', () => lost('listener connection ended'))
     try {
-      await client.query(`LISTEN ${this.channel}`)
+      await withTimeout(client.query(`LISTEN ${this.channel}`), PING_TIMEOUT_MS)
     } catch (error) {
-      client.release(true)
+      down = true // the 'end' that release() causes must not start another retry
+      release()
       throw error
     }
     this.#client = client
@@ -82,7 +112,9 @@ export class PostgresBus implements CacheBus {
     handlers.onUp()
     const ping = () => {
       this.#timer = setTimeout(() => {
-        client.query('SELECT 1').then(ping, () => lost('listener connection stopped answering'))
+        withTimeout(client.query('SELECT 1'), PING_TIMEOUT_MS).then(ping, () =>
+          lost('listener connection stopped answering'),
+        )
       }, PING_MS)
       this.#timer.unref?.()
     }
@@ -115,14 +147,19 @@ export class PostgresBus implements CacheBus {
     this.#closed = true
     clearTimeout(this.#timer)
     await this.#unlisten?.()
-    this.#client?.release()
+    const client = this.#client
     this.#client = undefined
+    try {
+      client?.release(true) // destroyed: a pooled connection must not keep LISTENing
+    } catch {
+      // already released
+    }
   }
 }
 
 /** Splits an invalidation whose tags would not fit in one NOTIFY payload. */
 function split(message: BusMessage): BusMessage[] {
-  if (message.kind === 'clear' || JSON.stringify(message).length < MAX_PAYLOAD) return [message]
+  if (message.kind === 'clear' || Buffer.byteLength(JSON.stringify(message)) < MAX_PAYLOAD) return [message]
   const items = message.kind === 'invalidate' ? message.tags : message.keys
   const make = (part: string[]): BusMessage =>
     message.kind === 'invalidate' ? { kind: 'invalidate', tags: part } : { kind: 'delete', keys: part }
@@ -130,13 +167,14 @@ function split(message: BusMessage): BusMessage[] {
   let tags: string[] = []
   let size = 0
   for (const tag of items) {
-    if (size + tag.length + 3 > MAX_PAYLOAD && tags.length > 0) {
+    const bytes = Buffer.byteLength(JSON.stringify(tag)) + 1
+    if (size + bytes > MAX_PAYLOAD && tags.length > 0) {
       parts.push(make(tags))
       tags = []
       size = 0
     }
     tags.push(tag)
-    size += tag.length + 3
+    size += bytes
   }
   if (tags.length > 0) parts.push(make(tags))
   return parts

@@ -33,20 +33,25 @@ export class RedisBus implements CacheBus {
       up = false
       handlers.onDown('redis bus connection closed')
     })
-    subscriber.on('ready', () => {
-      // ioredis re-subscribes on reconnect; 'ready' comes after the subscriptions are restored.
+    // Up only once SUBSCRIBE is acknowledged, on every (re)connection: ioredis forgets a channel
+    // whose first SUBSCRIBE failed, and 'ready' comes before its own resubscription completes.
+    const subscribe = async () => {
+      try {
+        await subscriber.subscribe(this.channel)
+      } catch {
+        return // the next 'ready' tries again
+      }
       if (up || this.#closed) return
       up = true
       handlers.onUp()
+    }
+    subscriber.on('ready', () => {
+      if (!this.#closed) void subscribe()
     })
     subscriber.on('error', () => {
       // Reported through 'close' / 'ready'; ioredis reconnects on its own.
     })
-    await subscriber.subscribe(this.channel)
-    if (!up) {
-      up = true
-      handlers.onUp()
-    }
+    await subscribe()
   }
 
   async publish(message: BusMessage): Promise<void> {

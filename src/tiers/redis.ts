@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { StrataOptionError } from '../errors.js'
-import { encodeTenant } from '../key/key.js'
+import { encodeTenant, keyTenant } from '../key/key.js'
 import { decodeEntry, encodeEntry } from './codec.js'
 import { matchesQuery, summarize } from './memory.js'
 import { RedisBus } from './redis-bus.js'
@@ -116,7 +116,11 @@ export function redisTier(options: RedisTierOptions): CacheTier & { readonly sha
     return counts.reduce((a, b) => a + b, 0)
   }
 
-  /** Entry keys of one tenant (`null`: tenancy-off entries), or of every tenant. */
+  /** Whether a stored entry key belongs to `tenant` (the `*:g:*` pattern also matches a tenant named g). */
+  const ownedBy = (stored: string, tenant: string | null) =>
+    keyTenant(stored.slice(stored.indexOf('}e:') + 3)) === tenant
+
+  /** Entry keys of one tenant (`null`: tenancy-off entries), or of every tenant; filter with `ownedBy`. */
   const entryPattern = (tenant: string | null | undefined): string => {
     if (tenant === undefined) return `{${namespace}:*}e:*`
     return tenant === null ? `{${namespace}:*}e:*:g:*` : `{${namespace}:*}e:*:t:${encodeTenant(tenant)}:*`
@@ -189,7 +193,10 @@ export function redisTier(options: RedisTierOptions): CacheTier & { readonly sha
       let removed = 0
       // Clearing everything also drops tag indexes and stamps (all but the flush stamps).
       for await (const { keys } of scan(tenant === undefined ? `{${namespace}:*}*` : entryPattern(tenant))) {
-        const doomed = tenant === undefined ? keys.filter((key) => !key.endsWith('}f')) : keys
+        const doomed =
+          tenant === undefined
+            ? keys.filter((key) => !key.endsWith('}f'))
+            : keys.filter((key) => ownedBy(key, tenant))
         if (doomed.length === 0) continue
         removed += doomed.filter((key) => key.includes('}e:')).length
         await unlinkAll(doomed)
@@ -201,6 +208,7 @@ export function redisTier(options: RedisTierOptions): CacheTier & { readonly sha
       let cursor: string | undefined
       for await (const page of scan(entryPattern(query.tenant), query.cursor)) {
         for (const stored of page.keys) {
+          if (query.tenant !== undefined && !ownedBy(stored, query.tenant)) continue
           const key = stored.slice(stored.indexOf('}e:') + 3)
           const value = await client.get(stored)
           const entry: CacheEntry | undefined = value === null ? undefined : decodeEntry(key, value)

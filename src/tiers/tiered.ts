@@ -54,14 +54,15 @@ export class TieredCache {
     return this.#distrust.size === 0
   }
 
-  get(key: string, fresh?: FreshnessCheck): MaybePromise<TieredHit | undefined> {
-    return this.#getFrom(0, key, fresh)
+  get(key: string, fresh?: FreshnessCheck, startedAt = Date.now()): MaybePromise<TieredHit | undefined> {
+    return this.#getFrom(0, key, fresh, startedAt)
   }
 
   #getFrom(
     start: number,
     key: string,
     fresh: FreshnessCheck | undefined,
+    startedAt: number,
   ): MaybePromise<TieredHit | undefined> {
     for (let i = start; i < this.tiers.length; i++) {
       const tier = this.tiers[i] as CacheTier
@@ -77,8 +78,10 @@ export class TieredCache {
         return guard
           .run('get', () => tier.get(key))
           .then(
-            (entry) => timed(this.#hit(i, key, entry, fresh)) ?? this.#getFrom(i + 1, key, fresh),
-            () => timed(undefined) ?? this.#getFrom(i + 1, key, fresh),
+            (entry) =>
+              timed(this.#hit(i, key, entry, fresh, startedAt)) ??
+              this.#getFrom(i + 1, key, fresh, startedAt),
+            () => timed(undefined) ?? this.#getFrom(i + 1, key, fresh, startedAt),
           )
       }
       let answer: MaybePromise<CacheEntry | undefined>
@@ -90,24 +93,35 @@ export class TieredCache {
       }
       if (isPromise(answer)) {
         return answer.then(
-          (entry) => timed(this.#hit(i, key, entry, fresh)) ?? this.#getFrom(i + 1, key, fresh),
+          (entry) =>
+            timed(this.#hit(i, key, entry, fresh, startedAt)) ?? this.#getFrom(i + 1, key, fresh, startedAt),
           (error: unknown) => {
             this.#fault(tier, 'get', error)
-            return this.#getFrom(i + 1, key, fresh)
+            return this.#getFrom(i + 1, key, fresh, startedAt)
           },
         )
       }
-      const hit = this.onLookup ? timed(this.#hit(i, key, answer, fresh)) : this.#hit(i, key, answer, fresh)
+      const hit = this.onLookup
+        ? timed(this.#hit(i, key, answer, fresh, startedAt))
+        : this.#hit(i, key, answer, fresh, startedAt)
       if (hit) return hit
     }
     return undefined
   }
 
-  #hit(index: number, key: string, entry: CacheEntry | undefined, fresh: FreshnessCheck | undefined) {
+  #hit(
+    index: number,
+    key: string,
+    entry: CacheEntry | undefined,
+    fresh: FreshnessCheck | undefined,
+    startedAt: number,
+  ) {
     if (!entry || entry.expiresAt <= Date.now()) return undefined
     const tier = this.tiers[index] as CacheTier
     if (tier.shared && fresh && !fresh(entry)) return undefined
-    for (let i = 0; i < index; i++) this.#write(i, key, entry, {})
+    // A shared tier refuses the promotion if another instance invalidated one of its tags since the
+    // lookup began (its bus message may not have reached this instance yet).
+    for (let i = 0; i < index; i++) this.#write(i, key, entry, { startedAt })
     return { entry, tier: tier.name }
   }
 
