@@ -116,6 +116,17 @@ export function describeTierConformance(name: string, makeHarness: () => Promise
       expect(await h.tier.get(acme)).toBeUndefined()
     })
 
+    it('clearing tenancy-off entries spares a tenant whose name looks like the tenancy-off marker', async () => {
+      const g = keyFor('g')
+      const none = keyFor(null)
+      await h.tier.set(g, entryOf('{"g":1}', ['T'], { tenant: 'g' }))
+      await h.tier.set(none, entryOf('{"n":1}', ['T'], { tenant: null }))
+      expect(await h.tier.clear(null)).toBe(1)
+      expect(await h.tier.get(g)).toBeDefined()
+      const listed = await h.tier.list({ tenant: null, limit: 10 })
+      expect(listed.entries).toEqual([])
+    })
+
     it('deletes one entry', async () => {
       const key = keyFor()
       await h.tier.set(key, entryOf('{"d":1}', ['T']))
