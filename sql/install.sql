@@ -31,7 +31,8 @@ CREATE UNLOGGED TABLE IF NOT EXISTS strata.entries (
 CREATE INDEX IF NOT EXISTS entries_tags ON strata.entries USING gin (tags);
 CREATE INDEX IF NOT EXISTS entries_tenant ON strata.entries (tenant);
 
--- When each tag was last invalidated (tag '' stamps a clear): writes that began earlier are refused.
+-- When each tag was last invalidated: writes that began earlier are refused. Tag '' stamps a full clear,
+-- '~t' || tenant a tenant's clear, and '~' a clear of tenancy-off entries (tags never start with '~').
 CREATE UNLOGGED TABLE IF NOT EXISTS strata.invalidations (
   tag text PRIMARY KEY,
   at bigint NOT NULL
@@ -53,7 +54,9 @@ CREATE OR REPLACE FUNCTION strata.put(
 BEGIN
   PERFORM 1 FROM strata.meta WHERE key = 'epoch' FOR SHARE;
   IF p_not_before > 0 AND EXISTS (
-    SELECT 1 FROM strata.invalidations WHERE tag = ANY (p_tags || ''::text) AND at >= p_not_before
+    SELECT 1 FROM strata.invalidations
+    WHERE tag = ANY (p_tags || ARRAY['', CASE WHEN p_tenant IS NULL THEN '~' ELSE '~t' || p_tenant END])
+      AND at >= p_not_before
   ) THEN
     RETURN false;
   END IF;
@@ -86,7 +89,8 @@ DECLARE
   removed integer;
 BEGIN
   PERFORM 1 FROM strata.meta WHERE key = 'epoch' FOR UPDATE;
-  INSERT INTO strata.invalidations (tag, at) VALUES ('', p_at)
+  INSERT INTO strata.invalidations (tag, at)
+  VALUES (CASE WHEN p_all THEN '' WHEN p_tenant IS NULL THEN '~' ELSE '~t' || p_tenant END, p_at)
   ON CONFLICT (tag) DO UPDATE SET at = greatest(strata.invalidations.at, excluded.at);
   IF p_all THEN
     DELETE FROM strata.entries;

@@ -65,3 +65,8 @@ export class InvalidationClock {
     return this.#stamps.size
   }
 }
+
+/** The clock's pseudo-tag for "everything of this tenant" (a tenant clear); no real tag starts with NUL. */
+export function tenantClockTag(tenant: string | null): string {
+  return tenant === null ? '\u0000g' : `\u0000t${tenant}`
+}

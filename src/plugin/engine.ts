@@ -3,7 +3,7 @@ import type { ExecutionArgs, ExecutionResult } from 'graphql'
 import type { Logger } from 'pino'
 import type { ChangeSink, ChangeSource } from '../changes/source.js'
 import type { CollectScope } from '../entities/collect.js'
-import { InvalidationClock } from '../invalidation/clock.js'
+import { InvalidationClock, tenantClockTag } from '../invalidation/clock.js'
 import {
   type BypassReason,
   bump,
@@ -99,7 +99,9 @@ export class StrataEngine {
 
   /** Removes one tenant's entries, or all; running executions will not store. */
   async clear(tenant?: string | null): Promise<Record<string, number>> {
-    this.clock.flushed()
+    // A tenant's clear only makes that tenant's running executions stale.
+    if (tenant === undefined) this.clock.flushed()
+    else this.clock.invalidated([tenantClockTag(tenant)])
     this.flights.detachAll()
     this.logger.info({ tenant: tenant ?? 'all' }, 'strata: cleared')
     const removed = await this.cache.clear(tenant)
@@ -182,7 +184,8 @@ export class StrataEngine {
     } else if (message.kind === 'delete') {
       await this.cache.deleteLocal(message.keys)
     } else {
-      this.clock.flushed()
+      if (message.tenant === undefined) this.clock.flushed()
+      else this.clock.invalidated([tenantClockTag(message.tenant)])
       await this.cache.clearLocal(message.tenant)
     }
   }

@@ -1,5 +1,6 @@
 import { type ExecutionArgs, type ExecutionResult, GraphQLError, type GraphQLObjectType } from 'graphql'
 import { analyzeResult } from '../entities/analyze.js'
+import { tenantClockTag } from '../invalidation/clock.js'
 import { bump, type SkipReason } from '../observability/stats.js'
 import { cacheablePolicy } from '../policy/policy.js'
 import { isPromise } from '../tiers/tier.js'
@@ -129,8 +130,12 @@ class MissRun {
     else if (errors.length > 0 && !(settings.cacheErrors && errors.every(isExpectedError))) skip = 'errors'
     else if (!policy) skip = 'uncacheable'
     else if (policy.scope === 'PRIVATE' && session === null) skip = 'private-no-session'
-    else if (engine.clock.isStale(this.#start, analysis.tags)) skip = 'invalidated-during-execution'
-    else if (size > settings.maxEntryBytes) skip = 'too-large'
+    else if (
+      engine.clock.isStale(this.#start, analysis.tags) ||
+      engine.clock.isStale(this.#start, [tenantClockTag(tenant)])
+    ) {
+      skip = 'invalidated-during-execution'
+    } else if (size > settings.maxEntryBytes) skip = 'too-large'
 
     const stale = skip === 'invalidated-during-execution' || skip === 'not-analysable'
     engine.http.record(args.contextValue, {

@@ -5,12 +5,13 @@ import { adminResolvers } from '../admin/admin.js'
 import { withAdminField } from '../admin/schema.js'
 import type { ChangeSourceStatus } from '../changes/source.js'
 import { tagsForEntityChange, tagsForTypeChange } from '../entities/tags.js'
+import { tenantClockTag } from '../invalidation/clock.js'
 import { deriveKey } from '../key/key.js'
 import { createMetrics } from '../observability/metrics.js'
 import type { StrataStats } from '../observability/stats.js'
 import { type RequestInfo, type StrataContext, type StrataOptions, strataDefaults } from '../options.js'
 import { memoryTier } from '../tiers/memory.js'
-import { type CacheBus, type CacheTier, isPromise } from '../tiers/tier.js'
+import { type CacheBus, type CacheEntry, type CacheTier, isPromise } from '../tiers/tier.js'
 import { TieredCache, type TieredHit } from '../tiers/tiered.js'
 import { validateOptions } from '../validate-options.js'
 import { type AnyContext, StrataEngine } from './engine.js'
@@ -184,7 +185,10 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
     // A shared tier answers asynchronously: an entry it read before an invalidation that
     // completed meanwhile must be neither served nor promoted.
     const sequence = engine.clock.begin()
-    const lookup = engine.cache.get(key, (entry) => !engine.clock.isStale(sequence, entry.tags), Date.now())
+    const fresh = (entry: CacheEntry) =>
+      !engine.clock.isStale(sequence, entry.tags) &&
+      !engine.clock.isStale(sequence, [tenantClockTag(entry.tenant)])
+    const lookup = engine.cache.get(key, fresh, Date.now())
     if (!isPromise(lookup)) {
       engine.clock.end(sequence)
       return afterLookup(lookup)

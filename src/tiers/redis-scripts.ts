@@ -17,15 +17,17 @@ function script(lua: string): Script {
  * expiry: expired members are pruned on every write and the index key expires with its
  * longest-lived member, so nothing grows without bound.
  *
- * KEYS: entry, n tag indexes, n tag stamps, shard flush stamp
+ * KEYS: entry, n tag indexes, n tag stamps, shard flush stamp, shard flush stamp of the entry's tenant
  * ARGV: value, expiresAt (ms), now (ms), notBefore (ms, 0 = no check), n
  */
 export const SET_SCRIPT = script(`
 local n = tonumber(ARGV[5])
 local notBefore = tonumber(ARGV[4])
 if notBefore > 0 then
-  local flushed = redis.call('GET', KEYS[2 + 2 * n])
-  if flushed and tonumber(flushed) >= notBefore then return 0 end
+  for k = 2 + 2 * n, 3 + 2 * n do
+    local flushed = redis.call('GET', KEYS[k])
+    if flushed and tonumber(flushed) >= notBefore then return 0 end
+  end
   for i = 1, n do
     local stamp = redis.call('GET', KEYS[1 + n + i])
     if stamp and tonumber(stamp) >= notBefore then return 0 end

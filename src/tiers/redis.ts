@@ -152,6 +152,7 @@ export function redisTier(options: RedisTierOptions): CacheTier & { readonly sha
         ...tags.map((tag) => `${slot(shard)}x:${tag}`),
         ...tags.map((tag) => `${slot(shard)}i:${tag}`),
         `${slot(shard)}f`,
+        `${slot(shard)}f:${tenantMark(entry.tenant)}`,
       ]
       const notBefore =
         setOptions?.startedAt === undefined ? 0 : setOptions.startedAt - settings.skewToleranceMs
@@ -187,15 +188,18 @@ export function redisTier(options: RedisTierOptions): CacheTier & { readonly sha
     async clear(tenant) {
       // First refuse writes from executions that began before the clear, then remove.
       const stamp = Date.now()
+      // A tenant's clear stamps that tenant only: other tenants' writes stay welcome.
+      const flushKey = (shard: number) =>
+        `${slot(shard)}f${tenant === undefined ? '' : `:${tenantMark(tenant)}`}`
       await Promise.all(
-        allShards.map((shard) => run(FLUSH_SCRIPT, [`${slot(shard)}f`], [stamp, settings.stampTtlMs])),
+        allShards.map((shard) => run(FLUSH_SCRIPT, [flushKey(shard)], [stamp, settings.stampTtlMs])),
       )
       let removed = 0
       // Clearing everything also drops tag indexes and stamps (all but the flush stamps).
       for await (const { keys } of scan(tenant === undefined ? `{${namespace}:*}*` : entryPattern(tenant))) {
         const doomed =
           tenant === undefined
-            ? keys.filter((key) => !key.endsWith('}f'))
+            ? keys.filter((key) => !isFlushStamp(key))
             : keys.filter((key) => ownedBy(key, tenant))
         if (doomed.length === 0) continue
         removed += doomed.filter((key) => key.includes('}e:')).length
@@ -228,6 +232,17 @@ export function redisTier(options: RedisTierOptions): CacheTier & { readonly sha
     },
     createBus: () => new RedisBus(client, `${namespace}:bus`),
   }
+}
+
+/** The suffix of a tenant's flush stamp (`~` for tenancy-off entries: an encoded tenant never contains it). */
+function tenantMark(tenant: string | null): string {
+  return tenant === null ? '~' : `t${encodeTenant(tenant)}`
+}
+
+/** Flush stamps survive a full clear: they refuse writes that began before it. */
+function isFlushStamp(key: string): boolean {
+  const rest = key.slice(key.indexOf('}') + 1)
+  return rest === 'f' || rest.startsWith('f:')
 }
 
 function validate(options: RedisTierOptions) {

@@ -201,6 +201,22 @@ export function describeTierConformance(name: string, makeHarness: () => Promise
       expect(await h.tier.get(later)).toBeDefined()
     })
 
+    it("one tenant's clear refuses that tenant's older writes only", async () => {
+      if (!h.guardsWrites) {
+        expect(h.tier.shared).toBe(false)
+        return
+      }
+      await sleep((h.skewMs ?? 0) + 20) // past the clear in beforeEach
+      const startedAt = Date.now()
+      await h.tier.clear('acme')
+      const acme = keyFor('acme')
+      const globex = keyFor('globex')
+      await h.tier.set(acme, entryOf('{"a":1}', ['T'], { tenant: 'acme' }), { startedAt })
+      await h.tier.set(globex, entryOf('{"g":1}', ['T'], { tenant: 'globex' }), { startedAt })
+      expect(await h.tier.get(acme)).toBeUndefined()
+      expect(await h.tier.get(globex)).toBeDefined()
+    })
+
     it('treats corrupt or foreign data as a miss and deletes it', async () => {
       if (!h.writeRaw) {
         // An in-process tier holds objects, not serialized data: nothing can be corrupt.
