@@ -1,9 +1,9 @@
+export { postgresChanges } from './changes/postgres-changes.js'
 export {
   type PostgresChangesOptions,
-  postgresChanges,
   postgresChangesDefaults,
   postgresChangesSql,
-} from './changes/postgres-changes.js'
+} from './changes/postgres-changes-options.js'
 export {
   type PostgresTierOptions,
   postgresInstallSql,

@@ -3,8 +3,8 @@ import type { ChangeSource } from '../changes/source.js'
 import { tagsForEntityChange, tagsForTypeChange } from '../entities/tags.js'
 import { keyTenant } from '../key/key.js'
 import type { StrataEngine } from '../plugin/engine.js'
-import { withTimeout } from '../tiers/postgres-bus.js'
 import type { CacheTier, EntryQuery, EntrySummary, MaybePromise } from '../tiers/tier.js'
+import { withTimeout } from '../timeout.js'
 
 /** What an admin may do: everything (`'all'`), or one tenant's entries only. */
 export type AdminAccess = 'all' | { readonly tenant: string }

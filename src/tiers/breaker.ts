@@ -1,4 +1,5 @@
 import type { Logger } from 'pino'
+import { withTimeout } from '../timeout.js'
 import type { CacheTier, MaybePromise } from './tier.js'
 
 /** Options of the per-tier circuit breaker and timeouts. */
@@ -219,21 +220,6 @@ export class TierGuard {
   }
 
   #timed<T>(operation: string, call: () => MaybePromise<T>, ms: number): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new TierTimeout(this.tier.name, operation, ms)), ms)
-      timer.unref?.()
-      Promise.resolve()
-        .then(call)
-        .then(
-          (value) => {
-            clearTimeout(timer)
-            resolve(value)
-          },
-          (error: unknown) => {
-            clearTimeout(timer)
-            reject(error)
-          },
-        )
-    })
+    return withTimeout(Promise.resolve().then(call), ms, () => new TierTimeout(this.tier.name, operation, ms))
   }
 }

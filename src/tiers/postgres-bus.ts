@@ -1,3 +1,4 @@
+import { withTimeout } from '../timeout.js'
 import { BusEnvelope } from './bus-envelope.js'
 import type { Queryable } from './postgres.js'
 import type { BusHandlers, BusMessage, CacheBus } from './tier.js'
@@ -20,24 +21,6 @@ interface PoolLike extends Queryable {
 const MAX_PAYLOAD = 7000
 const PING_MS = 10_000
 const PING_TIMEOUT_MS = 5000
-
-/** Rejects when `promise` takes longer than `ms` (a silently dead connection never answers). */
-export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)
-    timer.unref?.()
-    promise.then(
-      (value) => {
-        clearTimeout(timer)
-        resolve(value)
-      },
-      (error: unknown) => {
-        clearTimeout(timer)
-        reject(error)
-      },
-    )
-  })
-}
 
 /**
  * Invalidation bus over PostgreSQL LISTEN/NOTIFY. Listens on a dedicated pool connection,
