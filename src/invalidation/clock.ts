@@ -49,15 +49,21 @@ export class InvalidationClock {
     this.#stamps.clear()
   }
 
-  /** Whether any of `tags` was invalidated after the execution that began at `start`. */
-  isStale(start: number, tags: Iterable<string>): boolean {
+  /**
+   * Whether any of `tags` was invalidated after the execution that began at `start`, or, when
+   * `tenant` is given, that tenant was cleared since.
+   */
+  isStale(start: number, tags: Iterable<string>, tenant?: string | null): boolean {
     if (start < this.#staleBefore) return true
     if (this.#stamps.size === 0) return false
-    for (const tag of tags) {
-      const stamp = this.#stamps.get(tag)
-      if (stamp !== undefined && stamp > start) return true
-    }
+    if (tenant !== undefined && this.#newer(tenantClockTag(tenant), start)) return true
+    for (const tag of tags) if (this.#newer(tag, start)) return true
     return false
+  }
+
+  #newer(tag: string, start: number): boolean {
+    const stamp = this.#stamps.get(tag)
+    return stamp !== undefined && stamp > start
   }
 
   /** Number of stamps kept (for tests: the table must stay bounded). */

@@ -120,24 +120,18 @@ export class StrataEngine {
           await this.invalidateTags(tags)
           return
         }
-        this.clock.invalidated(tags)
-        this.flights.detachAll()
-        await this.cache.invalidateLocal(tags)
+        await this.#invalidateLocal(tags)
       },
       flush: async (_reason, scope) => {
         if (scope === 'all') {
           await this.clear()
           return
         }
-        this.clock.flushed()
-        this.flights.detachAll()
-        await this.cache.clearLocal()
+        await this.#dropLocal()
       },
       down: (reason) => {
         this.cache.distrustLocal('changes')
-        this.clock.flushed()
-        this.flights.detachAll()
-        void this.cache.clearLocal()
+        void this.#dropLocal()
         this.logger.warn(
           { reason },
           'strata: database change listener down; local tiers unused until it has caught up',
@@ -179,8 +173,7 @@ export class StrataEngine {
     this.stats.busMessages++
     this.flights.detachAll()
     if (message.kind === 'invalidate') {
-      this.clock.invalidated(message.tags)
-      await this.cache.invalidateLocal(message.tags)
+      await this.#invalidateLocal(message.tags)
     } else if (message.kind === 'delete') {
       await this.cache.deleteLocal(message.keys)
     } else {
@@ -190,12 +183,24 @@ export class StrataEngine {
     }
   }
 
+  /** Invalidates tags in this instance's local tiers; running executions of them will not store. */
+  #invalidateLocal(tags: readonly string[]): Promise<Record<string, number>> {
+    this.clock.invalidated(tags)
+    this.flights.detachAll()
+    return this.cache.invalidateLocal(tags)
+  }
+
+  /** Empties this instance's local tiers; no running execution will store. */
+  #dropLocal(): Promise<Record<string, number>> {
+    this.clock.flushed()
+    this.flights.detachAll()
+    return this.cache.clearLocal()
+  }
+
   #busDown(reason: string): void {
     this.stats.busGaps++
     this.cache.distrustLocal('bus')
-    this.clock.flushed()
-    this.flights.detachAll()
-    void this.cache.clearLocal()
+    void this.#dropLocal()
     this.logger.warn(
       { reason },
       'strata: invalidation bus down; local tiers flushed and unused until it is back',
@@ -204,8 +209,7 @@ export class StrataEngine {
 
   #busUp(): void {
     // Anything cached locally may have missed messages while the bus was away.
-    this.clock.flushed()
-    void this.cache.clearLocal()
+    void this.#dropLocal()
     this.cache.trustLocal('bus')
     this.logger.info({ bus: this.bus?.name }, 'strata: invalidation bus up; local tiers in use')
   }

@@ -1,6 +1,5 @@
 import { type ExecutionArgs, type ExecutionResult, GraphQLError, type GraphQLObjectType } from 'graphql'
 import { analyzeResult } from '../entities/analyze.js'
-import { tenantClockTag } from '../invalidation/clock.js'
 import { bump, type SkipReason } from '../observability/stats.js'
 import { cacheablePolicy } from '../policy/policy.js'
 import { isPromise } from '../tiers/tier.js'
@@ -130,10 +129,7 @@ class MissRun {
     else if (errors.length > 0 && !(settings.cacheErrors && errors.every(isExpectedError))) skip = 'errors'
     else if (!policy) skip = 'uncacheable'
     else if (policy.scope === 'PRIVATE' && session === null) skip = 'private-no-session'
-    else if (
-      engine.clock.isStale(this.#start, analysis.tags) ||
-      engine.clock.isStale(this.#start, [tenantClockTag(tenant)])
-    ) {
+    else if (engine.clock.isStale(this.#start, analysis.tags, tenant)) {
       skip = 'invalidated-during-execution'
     } else if (size > settings.maxEntryBytes) skip = 'too-large'
 

@@ -5,7 +5,6 @@ import { adminResolvers } from '../admin/admin.js'
 import { withAdminField } from '../admin/schema.js'
 import type { ChangeSourceStatus } from '../changes/source.js'
 import { tagsForEntityChange, tagsForTypeChange } from '../entities/tags.js'
-import { tenantClockTag } from '../invalidation/clock.js'
 import { deriveKey } from '../key/key.js'
 import { createMetrics } from '../observability/metrics.js'
 import type { StrataStats } from '../observability/stats.js'
@@ -182,12 +181,15 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
         return engine.serveCoalesced(body, context, payload.setResultAndStopExecution)
       })
     }
+    // Local tiers answer synchronously, so nothing can be invalidated during their lookup.
+    if (!engine.cache.hasShared) {
+      const local = engine.cache.get(key)
+      return isPromise(local) ? local.then(afterLookup) : afterLookup(local)
+    }
     // A shared tier answers asynchronously: an entry it read before an invalidation that
     // completed meanwhile must be neither served nor promoted.
     const sequence = engine.clock.begin()
-    const fresh = (entry: CacheEntry) =>
-      !engine.clock.isStale(sequence, entry.tags) &&
-      !engine.clock.isStale(sequence, [tenantClockTag(entry.tenant)])
+    const fresh = (entry: CacheEntry) => !engine.clock.isStale(sequence, entry.tags, entry.tenant)
     const lookup = engine.cache.get(key, fresh, Date.now())
     if (!isPromise(lookup)) {
       engine.clock.end(sequence)

@@ -18,6 +18,8 @@ export type FreshnessCheck = (entry: CacheEntry) => boolean
  */
 export class TieredCache {
   readonly tiers: readonly CacheTier[]
+  /** Whether any tier is shared (answers asynchronously, can be invalidated by others). */
+  readonly hasShared: boolean
   readonly #guards: readonly (TierGuard | undefined)[]
   readonly #logger: Logger
   /** Metrics hook: seconds each tier took to answer a lookup (set only when metrics are on). */
@@ -28,6 +30,7 @@ export class TieredCache {
 
   constructor(tiers: readonly CacheTier[], logger: Logger, breaker: Partial<BreakerOptions> = {}) {
     this.tiers = tiers
+    this.hasShared = tiers.some((tier) => tier.shared)
     this.#logger = logger
     const options = { ...breakerDefaults, ...breaker }
     this.#guards = tiers.map((tier) => (tier.shared ? new TierGuard(tier, options, logger) : undefined))
@@ -69,19 +72,15 @@ export class TieredCache {
       if (!tier.shared && this.#distrust.size > 0) continue
       const guard = this.#guards[i]
       const started = this.onLookup ? performance.now() : 0
-      const timed = <T>(value: T): T => {
-        this.onLookup?.(tier.name, (performance.now() - started) / 1000)
-        return value
-      }
       if (guard) {
         if (!guard.available) continue
         return guard
           .run('get', () => tier.get(key))
           .then(
             (entry) =>
-              timed(this.#hit(i, key, entry, fresh, startedAt)) ??
+              this.#timed(tier, started, this.#hit(i, key, entry, fresh, startedAt)) ??
               this.#getFrom(i + 1, key, fresh, startedAt),
-            () => timed(undefined) ?? this.#getFrom(i + 1, key, fresh, startedAt),
+            () => this.#timed(tier, started, undefined) ?? this.#getFrom(i + 1, key, fresh, startedAt),
           )
       }
       let answer: MaybePromise<CacheEntry | undefined>
@@ -94,7 +93,8 @@ export class TieredCache {
       if (isPromise(answer)) {
         return answer.then(
           (entry) =>
-            timed(this.#hit(i, key, entry, fresh, startedAt)) ?? this.#getFrom(i + 1, key, fresh, startedAt),
+            this.#timed(tier, started, this.#hit(i, key, entry, fresh, startedAt)) ??
+            this.#getFrom(i + 1, key, fresh, startedAt),
           (error: unknown) => {
             this.#fault(tier, 'get', error)
             return this.#getFrom(i + 1, key, fresh, startedAt)
@@ -102,11 +102,17 @@ export class TieredCache {
         )
       }
       const hit = this.onLookup
-        ? timed(this.#hit(i, key, answer, fresh, startedAt))
+        ? this.#timed(tier, started, this.#hit(i, key, answer, fresh, startedAt))
         : this.#hit(i, key, answer, fresh, startedAt)
       if (hit) return hit
     }
     return undefined
+  }
+
+  /** Reports how long `tier` took (metrics only), passing `value` through. */
+  #timed<T>(tier: CacheTier, started: number, value: T): T {
+    this.onLookup?.(tier.name, (performance.now() - started) / 1000)
+    return value
   }
 
   #hit(
