@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
 # npm run bench:triggers — writer cost of change capture: pgbench single-row UPDATEs at 32 clients
-# on a plain table vs the same table watched by strata.watch(), alternating runs, median tps each.
-# Env: PGHOST (127.0.0.1), PGUSER (postgres), PGDATABASE (postgres), RUNS (5), SECONDS_PER_RUN (10).
+# on a plain table vs the same table watched by strata.watch(), in alternating runs (ABBA order, each
+# run after a VACUUM of its table and a CHECKPOINT). During every watched run a psql session does what
+# the leading Strata instance does in the database: drain the inbox into the log every 20 ms, read the
+# new log rows, record its checkpoint, NOTIFY the other instances, and VACUUM the inbox every 5 s. Its
+# cost is counted.
+# Env: PGHOST (127.0.0.1), PGUSER (postgres), PGDATABASE (postgres), RUNS (6), SECONDS_PER_RUN (10).
 set -euo pipefail
 export PGHOST=${PGHOST:-127.0.0.1} PGUSER=${PGUSER:-postgres} PGDATABASE=${PGDATABASE:-postgres}
-runs=${RUNS:-5}
+runs=${RUNS:-6}
 seconds=${SECONDS_PER_RUN:-10}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+leader_pid=
+cleanup() {
+  [ -n "$leader_pid" ] && kill "$leader_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 psql -q -v ON_ERROR_STOP=1 -f "$root/sql/install.sql" >/dev/null 2>&1
 psql -q -v ON_ERROR_STOP=1 -f "$root/sql/changes.sql" >/dev/null 2>&1
@@ -25,26 +34,57 @@ SQL
 for t in plain watched; do
   printf '\\set id random(1, 100000)\nUPDATE strata_bench_%s SET v = v + 1 WHERE id = :id;\n' "$t" > "$work/$t.sql"
 done
-tps() { pgbench -n -c 32 -j 2 -T "$seconds" -f "$work/$1.sql" 2>/dev/null | awk '/^tps/ {print int($3)}'; }
+
+# The leader's database work, as a psql script: drain, read, checkpoint, sleep 20 ms; VACUUM every 5 s.
+{
+  echo "SELECT coalesce(max(seq), 0) AS seq FROM strata.changes \\gset"
+  for i in $(seq 1 $((seconds * 50 + 500))); do
+    echo "SELECT strata.drain(5000) AS moved \\gset"
+    echo "SELECT coalesce(max(seq), :seq) AS seq FROM (SELECT seq, type_name, entity_key, tenant FROM strata.changes WHERE seq > :seq ORDER BY seq LIMIT 5000) c \\gset"
+    echo "UPDATE strata.changes_state SET checkpoint = greatest(checkpoint, :seq);"
+    echo "SELECT pg_notify('strata_changes', :'seq');"
+    echo "SELECT pg_sleep(0.02);"
+    if (( i % 250 == 0 )); then echo "VACUUM (SKIP_LOCKED) strata.changes_inbox;"; fi
+  done
+} > "$work/leader.sql"
+
+run() {
+  psql -q -c "VACUUM strata_bench_$1" -c "VACUUM strata.changes_inbox" -c CHECKPOINT >/dev/null
+  if [ "$1" = watched ]; then
+    psql -q -o /dev/null -f "$work/leader.sql" >/dev/null 2>&1 &
+    leader_pid=$!
+  fi
+  pgbench -n -c 32 -j 2 -T "$seconds" -f "$work/$1.sql" 2>/dev/null | awk '/^tps/ {print int($3)}'
+  if [ -n "$leader_pid" ]; then
+    kill "$leader_pid" 2>/dev/null || true
+    wait "$leader_pid" 2>/dev/null || true
+    leader_pid=
+    psql -q -c 'SELECT strata.drain(1000000)' -c 'TRUNCATE strata.changes' >/dev/null
+  fi
+}
 plain=()
 watched=()
-for _ in $(seq 1 "$runs"); do
-  plain+=("$(tps plain)")
-  watched+=("$(tps watched)")
-  psql -q -c 'TRUNCATE strata.changes' >/dev/null
+for r in $(seq 1 "$runs"); do
+  if (( r % 2 )); then
+    p=$(run plain); w=$(run watched)
+  else
+    w=$(run watched); p=$(run plain)
+  fi
+  plain+=("$p")
+  watched+=("$w")
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 p=$(median "${plain[@]}")
 w=$(median "${watched[@]}")
-echo "Command: npm run bench:triggers (RUNS=$runs SECONDS_PER_RUN=$seconds, pgbench -c 32 -j 2, single-row UPDATE)"
+echo "Command: npm run bench:triggers (RUNS=$runs SECONDS_PER_RUN=$seconds, pgbench -c 32 -j 2, single-row UPDATE, ABBA order)"
 echo "Machine: $(nproc) cores, $(psql -tAc 'SHOW server_version'), PostgreSQL on the same host as pgbench"
 echo "plain runs:   ${plain[*]}"
 echo "watched runs: ${watched[*]}"
 echo "| table | median tps | ratio |"
 echo "| --- | ---: | ---: |"
 echo "| plain | $p | 1.00 |"
-echo "| watched (strata.watch) | $w | $(awk -v w="$w" -v p="$p" 'BEGIN {printf "%.2f", w / p}') |"
+echo "| watched (strata.watch, leader draining) | $w | $(awk -v w="$w" -v p="$p" 'BEGIN {printf "%.2f", w / p}') |"
 pairs=()
 for i in "${!plain[@]}"; do pairs+=("$(awk -v w="${watched[$i]}" -v p="${plain[$i]}" 'BEGIN {printf "%.3f", w / p}')"); done
-echo "pairwise ratios (each watched run / the plain run just before it): ${pairs[*]}; median $(median "${pairs[@]}")"
+echo "pairwise ratios (watched / plain, same round): ${pairs[*]}; median $(median "${pairs[@]}")"
 psql -q -c 'DROP TABLE strata_bench_plain, strata_bench_watched' >/dev/null

@@ -1,14 +1,24 @@
 -- graphql-strata: database change capture (schema "strata"). Idempotent; run after install.sql.
--- Version 1.
+-- Version 2.
 
 SELECT pg_advisory_xact_lock(hashtext('graphql-strata install'));
 
 CREATE SCHEMA IF NOT EXISTS strata;
 
--- The change log. UNLOGGED: writers pay no WAL for it; a crash empties it, which listeners detect
--- (the epoch row below disappears with it) and answer by flushing the cache.
--- No primary key: a B-tree on an ever-growing sequence is a hot spot for concurrent writers. Readers
--- find recent rows through the BRIN index instead.
+-- Writers' triggers append the changed keys here, inside the writer's transaction, and nothing else:
+-- no sequence (one hot counter for every writer) and no index (one hot right-most page). UNLOGGED: no
+-- WAL either. The leading instance moves committed rows into strata.changes every few milliseconds
+-- (strata.drain), so the table stays small; vacuum_truncate is off so that vacuuming it never takes a
+-- lock writers would wait for.
+CREATE UNLOGGED TABLE IF NOT EXISTS strata.changes_inbox (
+  type_name text NOT NULL,
+  entity_key text NOT NULL,
+  tenant text
+) WITH (vacuum_truncate = false, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000);
+
+-- The change log, in commit order: written only by strata.drain, read by every instance from where it
+-- left off. UNLOGGED: a crash empties it, which listeners detect (the epoch row below disappears with
+-- it) and answer by flushing the cache.
 CREATE UNLOGGED TABLE IF NOT EXISTS strata.changes (
   seq bigserial NOT NULL,
   type_name text NOT NULL,
@@ -16,7 +26,33 @@ CREATE UNLOGGED TABLE IF NOT EXISTS strata.changes (
   tenant text,
   at timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS changes_seq ON strata.changes USING brin (seq) WITH (pages_per_range = 32, autosummarize = on);
+DROP INDEX IF EXISTS strata.changes_seq; -- version 1's BRIN index, when writers appended here
+CREATE UNIQUE INDEX IF NOT EXISTS changes_seq_key ON strata.changes (seq);
+
+-- Moves up to p_limit committed rows from the inbox into the log, in one transaction, and returns how
+-- many; -1 when another drain holds the lock (it takes those rows). Rows a writer commits later stay
+-- for the next drain: the DELETE only sees committed rows, so nothing is moved twice or lost.
+CREATE OR REPLACE FUNCTION strata.drain(p_limit integer DEFAULT 10000) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+  moved integer;
+BEGIN
+  IF NOT pg_try_advisory_xact_lock(hashtext('graphql-strata drain strata.changes_inbox')) THEN
+    RETURN -1;
+  END IF;
+  WITH taken AS (
+    DELETE FROM strata.changes_inbox
+    WHERE ctid = ANY (ARRAY(SELECT ctid FROM strata.changes_inbox LIMIT p_limit))
+    RETURNING type_name, entity_key, tenant
+  ), logged AS (
+    INSERT INTO strata.changes (type_name, entity_key, tenant)
+    SELECT DISTINCT type_name, entity_key, tenant FROM taken
+    RETURNING 1
+  )
+  SELECT count(*) INTO moved FROM taken;
+  RETURN moved;
+END
+$$;
 
 -- One row: the log's identity (a new epoch after a crash) and how far pruning has gone.
 CREATE UNLOGGED TABLE IF NOT EXISTS strata.changes_state (
@@ -35,8 +71,13 @@ CREATE TABLE IF NOT EXISTS strata.watched (
   tenant_column text
 );
 
--- Watches a table: every committed INSERT, UPDATE and DELETE records the changed rows' keys (old and
--- new) in strata.changes, from statement-level triggers reading transition tables.
+-- Watches a table: every committed INSERT, UPDATE and DELETE records the changed rows' keys in
+-- strata.changes_inbox. Statement-level triggers read the transition tables: new keys for INSERT and
+-- UPDATE, old keys for DELETE. An UPDATE that changes a key also records the old key, from a row-level
+-- trigger whose WHEN clause compares the OLD and NEW keys, so it calls nothing unless a key changed.
+-- That trigger is limited to UPDATEs that name a key column (UPDATE OF), which spares every other
+-- UPDATE the cost of evaluating WHEN, unless the table has BEFORE UPDATE row triggers (they can change
+-- a key the UPDATE does not name); a trigger created later re-watches the table (see below).
 -- Example: SELECT strata.watch('public.post', 'Post', 'id');
 --          SELECT strata.watch('public.line', 'Line', 'order_id,position', 'tenant_id');
 CREATE OR REPLACE FUNCTION strata.watch(
@@ -45,9 +86,12 @@ CREATE OR REPLACE FUNCTION strata.watch(
 DECLARE
   cols text[] := string_to_array(replace(p_key_columns, ' ', ''), ',');
   key_expr text;
-  same_key text;
+  old_key_expr text;
+  key_changed text;
+  key_list text;
   tenant_expr text := 'NULL::text';
-  fn text := format('strata.%I', 'record_' || p_table::oid);
+  old_tenant_expr text := 'NULL::text';
+  fn text := 'record_' || p_table::oid;
   col text;
 BEGIN
   IF p_type_name !~ '^[_A-Za-z][_0-9A-Za-z]*$' THEN
@@ -58,47 +102,53 @@ BEGIN
     IF NOT FOUND THEN RAISE EXCEPTION 'strata.watch: % has no column %', p_table, col; END IF;
   END LOOP;
   SELECT string_agg(format('r.%I::text', c), ', ') INTO key_expr FROM unnest(cols) AS c;
-  SELECT string_agg(format('n.%I IS NOT DISTINCT FROM r.%I', c, c), ' AND ') INTO same_key FROM unnest(cols) AS c;
-  key_expr := CASE WHEN array_length(cols, 1) = 1 THEN key_expr ELSE format('concat_ws(%L, %s)', ':', key_expr) END;
+  SELECT string_agg(format('OLD.%I::text', c), ', ') INTO old_key_expr FROM unnest(cols) AS c;
+  SELECT string_agg(format('OLD.%I IS DISTINCT FROM NEW.%I', c, c), ' OR ') INTO key_changed FROM unnest(cols) AS c;
+  SELECT string_agg(format('%I', c), ', ') INTO key_list FROM unnest(cols) AS c;
+  IF array_length(cols, 1) > 1 THEN
+    key_expr := format('concat_ws(%L, %s)', ':', key_expr);
+    old_key_expr := format('concat_ws(%L, %s)', ':', old_key_expr);
+  END IF;
   IF p_tenant_column IS NOT NULL THEN
     PERFORM 1 FROM pg_attribute WHERE attrelid = p_table AND attname = p_tenant_column AND attnum > 0 AND NOT attisdropped;
     IF NOT FOUND THEN RAISE EXCEPTION 'strata.watch: % has no column %', p_table, p_tenant_column; END IF;
     tenant_expr := format('r.%I::text', p_tenant_column);
+    old_tenant_expr := format('OLD.%I::text', p_tenant_column);
   END IF;
 
-  -- A function per table with static SQL, so its plan is cached (no EXECUTE per statement).
+  -- One function per trigger, with static SQL: plans are cached and no branch is evaluated per call.
   EXECUTE format($f$
-    CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $body$
+    CREATE OR REPLACE FUNCTION strata.%I() RETURNS trigger LANGUAGE plpgsql AS $body$
     BEGIN
-      IF TG_OP = 'INSERT' THEN
-        INSERT INTO strata.changes (type_name, entity_key, tenant)
-        SELECT %L, %s, %s FROM new_rows r;
-      ELSIF TG_OP = 'UPDATE' THEN
-        -- New keys, and old keys only where the key itself changed.
-        INSERT INTO strata.changes (type_name, entity_key, tenant)
-        SELECT %L, %s, %s FROM new_rows r
-        UNION ALL
-        SELECT %L, %s, %s FROM old_rows r WHERE NOT EXISTS (SELECT 1 FROM new_rows n WHERE %s);
-      ELSE
-        INSERT INTO strata.changes (type_name, entity_key, tenant)
-        SELECT %L, %s, %s FROM old_rows r;
-      END IF;
+      INSERT INTO strata.changes_inbox (type_name, entity_key, tenant) SELECT %L, %s, %s FROM new_rows r;
       RETURN NULL;
     END
-    $body$ $f$,
-    fn, p_type_name, key_expr, tenant_expr,
-    p_type_name, key_expr, tenant_expr, p_type_name, key_expr, tenant_expr, same_key,
-    p_type_name, key_expr, tenant_expr);
+    $body$ $f$, fn, p_type_name, key_expr, tenant_expr);
+  EXECUTE format($f$
+    CREATE OR REPLACE FUNCTION strata.%I() RETURNS trigger LANGUAGE plpgsql AS $body$
+    BEGIN
+      INSERT INTO strata.changes_inbox (type_name, entity_key, tenant) SELECT %L, %s, %s FROM old_rows r;
+      RETURN NULL;
+    END
+    $body$ $f$, fn || '_old', p_type_name, key_expr, tenant_expr);
+  EXECUTE format($f$
+    CREATE OR REPLACE FUNCTION strata.%I() RETURNS trigger LANGUAGE plpgsql AS $body$
+    BEGIN
+      INSERT INTO strata.changes_inbox (type_name, entity_key, tenant) VALUES (%L, %s, %s);
+      RETURN NULL;
+    END
+    $body$ $f$, fn || '_key', p_type_name, old_key_expr, old_tenant_expr);
 
-  EXECUTE format('DROP TRIGGER IF EXISTS strata_changes_ins ON %s', p_table);
-  EXECUTE format('DROP TRIGGER IF EXISTS strata_changes_upd ON %s', p_table);
-  EXECUTE format('DROP TRIGGER IF EXISTS strata_changes_del ON %s', p_table);
+  PERFORM strata.drop_triggers(p_table);
   EXECUTE format('CREATE TRIGGER strata_changes_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION %s()', p_table, fn);
-  EXECUTE format('CREATE TRIGGER strata_changes_upd AFTER UPDATE ON %s REFERENCING NEW TABLE AS new_rows OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION %s()', p_table, fn);
+    FOR EACH STATEMENT EXECUTE FUNCTION strata.%I()', p_table, fn);
+  EXECUTE format('CREATE TRIGGER strata_changes_upd AFTER UPDATE ON %s REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION strata.%I()', p_table, fn);
+  EXECUTE format('CREATE TRIGGER strata_changes_key AFTER UPDATE %s ON %s FOR EACH ROW WHEN (%s)
+    EXECUTE FUNCTION strata.%I()',
+    CASE WHEN strata.rewrites_keys(p_table) THEN '' ELSE 'OF ' || key_list END, p_table, key_changed, fn || '_key');
   EXECUTE format('CREATE TRIGGER strata_changes_del AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION %s()', p_table, fn);
+    FOR EACH STATEMENT EXECUTE FUNCTION strata.%I()', p_table, fn || '_old');
 
   INSERT INTO strata.watched (table_name, type_name, key_columns, tenant_column)
   VALUES (p_table, p_type_name, cols, p_tenant_column)
@@ -107,15 +157,77 @@ BEGIN
 END
 $$;
 
+-- Whether p_table has BEFORE UPDATE row triggers besides Strata's: tgtype bits ROW (1), BEFORE (2)
+-- and UPDATE (16).
+CREATE OR REPLACE FUNCTION strata.rewrites_keys(p_table regclass) RETURNS boolean LANGUAGE sql STABLE AS $$
+  SELECT EXISTS (
+    SELECT 1 FROM pg_trigger
+    WHERE tgrelid = p_table AND NOT tgisinternal AND tgtype & 19 = 19 AND tgname NOT LIKE 'strata\_changes\_%'
+  )
+$$;
+
+-- Re-watches a watched table when a BEFORE UPDATE row trigger is created on it, so that UPDATEs whose
+-- key that trigger changes still record the old key. Never fails the user's DDL.
+CREATE OR REPLACE FUNCTION strata.on_create_trigger() RETURNS event_trigger LANGUAGE plpgsql AS $$
+DECLARE
+  w record;
+BEGIN
+  FOR w IN
+    SELECT DISTINCT ws.table_name, ws.type_name, ws.key_columns, ws.tenant_column
+    FROM pg_event_trigger_ddl_commands() c
+    JOIN pg_trigger t ON t.oid = c.objid
+    JOIN strata.watched ws ON ws.table_name = t.tgrelid
+    WHERE c.classid = 'pg_trigger'::regclass AND t.tgtype & 19 = 19 AND t.tgname NOT LIKE 'strata\_changes\_%'
+  LOOP
+    PERFORM strata.watch(w.table_name, w.type_name, array_to_string(w.key_columns, ','), w.tenant_column);
+  END LOOP;
+EXCEPTION WHEN OTHERS THEN
+  RAISE WARNING 'strata: could not re-watch a table after CREATE TRIGGER (%); run strata.watch for it again', SQLERRM;
+END
+$$;
+
+-- Event triggers need a superuser. Without one, run strata.watch again after adding a BEFORE UPDATE
+-- trigger to a watched table.
+DO $$
+DECLARE
+  schema_name text := (SELECT n.nspname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                       WHERE p.oid = 'strata.on_create_trigger()'::regprocedure);
+  name text := left('graphql_strata_rewatch_' || schema_name, 63);
+BEGIN
+  IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+    EXECUTE format('DROP EVENT TRIGGER IF EXISTS %I', name);
+    EXECUTE format('CREATE EVENT TRIGGER %I ON ddl_command_end WHEN TAG IN (%L)
+      EXECUTE FUNCTION %I.on_create_trigger()', name, 'CREATE TRIGGER', schema_name);
+  ELSE
+    RAISE NOTICE 'strata: not a superuser, so no event trigger: run strata.watch again after adding a BEFORE UPDATE trigger to a watched table';
+  END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION strata.drop_triggers(p_table regclass) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+  name text;
+BEGIN
+  FOREACH name IN ARRAY ARRAY['strata_changes_ins', 'strata_changes_upd', 'strata_changes_key', 'strata_changes_del'] LOOP
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', name, p_table);
+  END LOOP;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION strata.unwatch(p_table regclass) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-  EXECUTE format('DROP TRIGGER IF EXISTS strata_changes_ins ON %s', p_table);
-  EXECUTE format('DROP TRIGGER IF EXISTS strata_changes_upd ON %s', p_table);
-  EXECUTE format('DROP TRIGGER IF EXISTS strata_changes_del ON %s', p_table);
+  PERFORM strata.drop_triggers(p_table);
   EXECUTE format('DROP FUNCTION IF EXISTS strata.%I()', 'record_' || p_table::oid);
+  EXECUTE format('DROP FUNCTION IF EXISTS strata.%I()', 'record_' || p_table::oid || '_old');
+  EXECUTE format('DROP FUNCTION IF EXISTS strata.%I()', 'record_' || p_table::oid || '_key');
   DELETE FROM strata.watched WHERE table_name = p_table;
 END
 $$;
 
-INSERT INTO strata.meta (key, value) VALUES ('changes_version', '1')
+-- Upgrades: regenerate every watched table's triggers with this version's functions. Rows of tables
+-- dropped since are removed.
+DELETE FROM strata.watched w WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = w.table_name);
+SELECT strata.watch(table_name, type_name, array_to_string(key_columns, ','), tenant_column) FROM strata.watched;
+
+INSERT INTO strata.meta (key, value) VALUES ('changes_version', '2')
 ON CONFLICT (key) DO UPDATE SET value = excluded.value;

@@ -2,6 +2,9 @@ import { collectionTag, entityTag } from '../entities/tags.js'
 import { type ChangeRow, LogCursor } from './cursor.js'
 import type { ChangeSink } from './source.js'
 
+/** How often a draining instance vacuums the inbox. */
+const VACUUM_EVERY_MS = 5000
+
 type Query = (text: string, params?: unknown[]) => Promise<{ rows: Record<string, unknown>[] }>
 
 /** What the reader needs from the connection that owns it. */
@@ -26,6 +29,10 @@ export class ChangeLogReader {
   #reading: Promise<void> | undefined
   #again = false
   #warnedHoles = false
+  /** When the inbox was last vacuumed, and whether a drain moved rows since. */
+  #vacuumedAt = Date.now()
+  #drainedSinceVacuum = false
+  #vacuumRefused = false
   flushes = 0
   lastRead: number | undefined
 
@@ -40,7 +47,10 @@ export class ChangeLogReader {
     await this.#reading?.catch(() => undefined)
   }
 
-  /** Reads the log until caught up; one read at a time. */
+  /**
+   * Reads the log until caught up; one read at a time. The leader (and, in poll mode, every
+   * instance) first drains what writers committed to the inbox into the log.
+   */
   read(): Promise<void> {
     if (this.#reading) {
       this.#again = true
@@ -50,6 +60,10 @@ export class ChangeLogReader {
       try {
         do {
           this.#again = false
+          if (this.#drains) {
+            while (await this.#drain());
+            await this.#vacuum()
+          }
           while (await this.#readBatch());
         } while (this.#again)
       } finally {
@@ -57,6 +71,45 @@ export class ChangeLogReader {
       }
     })()
     return this.#reading
+  }
+
+  get #drains(): boolean {
+    return this.access.leader() || this.access.mode === 'poll'
+  }
+
+  /** Moves one batch from the inbox into the log; resolves whether to drain again. */
+  async #drain(): Promise<boolean> {
+    const { rows } = await this.access.query(`SELECT ${this.access.schema}.drain($1) AS moved`, [
+      this.access.batch,
+    ])
+    const moved = Number(rows[0]?.moved ?? 0)
+    if (moved > 0) this.#drainedSinceVacuum = true
+    return moved >= this.access.batch // -1: another instance is draining
+  }
+
+  /**
+   * Vacuums the inbox every few seconds: writers append and drains delete all day, and without
+   * vacuum (autovacuum off, or too slow for a hot queue) it would only grow.
+   */
+  async #vacuum(): Promise<void> {
+    if (!this.#drainedSinceVacuum || Date.now() - this.#vacuumedAt < VACUUM_EVERY_MS) return
+    this.#vacuumedAt = Date.now()
+    this.#drainedSinceVacuum = false
+    await this.#vacuumTable('changes_inbox')
+  }
+
+  async #vacuumTable(table: 'changes_inbox' | 'changes'): Promise<void> {
+    if (this.#vacuumRefused) return
+    try {
+      await this.access.query(`VACUUM (SKIP_LOCKED) ${this.access.schema}.${table}`)
+    } catch (error) {
+      // Not the tables' owner, say: autovacuum has to keep up on its own.
+      this.#vacuumRefused = true
+      this.access.sink.logger.warn(
+        { err: error },
+        `strata: cannot VACUUM the change log tables in ${this.access.schema}; leaving them to autovacuum`,
+      )
+    }
   }
 
   /** One batch; resolves whether a full batch came back (read again). */
@@ -165,6 +218,7 @@ export class ChangeLogReader {
   async prune(retentionMs: number): Promise<void> {
     if (!this.access.leader() && this.access.mode !== 'poll') return
     const { schema } = this.access
+    let pruned = false
     for (;;) {
       const { rows } = await this.access.query(
         `WITH doomed AS (
@@ -176,7 +230,9 @@ export class ChangeLogReader {
          WHERE EXISTS (SELECT 1 FROM gone) RETURNING 1`,
         [retentionMs / 1000],
       )
-      if (rows.length === 0) return
+      if (rows.length === 0) break
+      pruned = true
     }
+    if (pruned) await this.#vacuumTable('changes')
   }
 }

@@ -27,13 +27,14 @@ export interface PostgresChangesOptions {
    */
   autoInstall?: boolean
   /**
-   * `listen`: one instance (elected by advisory lock) reads the log, invalidates shared tiers and
-   * sends one NOTIFY; every instance LISTENs and reads for its local tiers. `poll`: every instance
-   * reads the log on a timer (for PgBouncer transaction pooling, where LISTEN and session locks fail).
+   * `listen`: one instance (elected by advisory lock) moves what writers committed into the log,
+   * reads it, invalidates and sends one NOTIFY; every instance LISTENs and reads the log. `poll`: every
+   * instance does all of that on a timer (for PgBouncer transaction pooling, where LISTEN and session
+   * locks fail).
    * @default 'listen'
    */
   mode?: 'listen' | 'poll'
-  /** How often the leader (or, in poll mode, every instance) reads the log. @default 20 */
+  /** How often the leader (or, in poll mode, every instance) drains and reads the log. @default 20 */
   pollMs?: number
   /** Safety-net read interval for followers, in case a NOTIFY is missed. @default 1000 */
   followerPollMs?: number

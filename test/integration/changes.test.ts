@@ -104,6 +104,65 @@ describe('database changes invalidate the cache', () => {
     await admin.query(`DELETE FROM ${data}.post WHERE id >= 200`)
   })
 
+  it('a changed key invalidates the old key too, whether the UPDATE or a BEFORE trigger changed it', async () => {
+    await admin.query(`INSERT INTO ${data}.post (id, title) VALUES (6, 'six'), (7, 'seven')`)
+    const { server } = await instance()
+    for (const id of [6, 7]) expect(await titleOf(server, id)).not.toBeNull()
+    expect((await server.query(POST, { id: '6' })).cache).toBe('HIT')
+    await admin.query(`UPDATE ${data}.post SET id = 306 WHERE id = 6`)
+    expect(await waitFor(async () => (await titleOf(server, 6)) === null, 1000)).toBe(true)
+    expect(await titleOf(server, 306)).not.toBeNull()
+
+    // The key is not in the SET list: only comparing OLD and NEW rows catches this one.
+    await admin.query(`
+      CREATE FUNCTION ${data}.rekey() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.title = 'rekey' THEN NEW.id := NEW.id + 1000; END IF; RETURN NEW; END $$;
+      CREATE TRIGGER rekey BEFORE UPDATE ON ${data}.post FOR EACH ROW EXECUTE FUNCTION ${data}.rekey();`)
+    try {
+      expect((await server.query(POST, { id: '7' })).cache).toBe('HIT')
+      await admin.query(`UPDATE ${data}.post SET title = 'rekey' WHERE id = 7`)
+      expect(await waitFor(async () => (await titleOf(server, 7)) === null, 1000)).toBe(true)
+      expect((await titleOf(server, 1007))?.title).toBe('rekey')
+    } finally {
+      await admin.query(`DROP TRIGGER rekey ON ${data}.post; DROP FUNCTION ${data}.rekey()`)
+      await admin.query(`DELETE FROM ${data}.post WHERE id IN (306, 1007)`)
+    }
+  })
+
+  it('writers only append to the inbox; a drain moves each committed change into the log exactly once', async () => {
+    // No instance runs here: this test is the only drainer.
+    const log = async () =>
+      (
+        await admin.query(
+          `SELECT entity_key FROM ${strataSchema}.changes WHERE seq > $1 AND type_name = 'Post' ORDER BY seq`,
+          [start],
+        )
+      ).rows.map((row) => row.entity_key)
+    const drain = async () => (await admin.query(`SELECT ${strataSchema}.drain() AS moved`)).rows[0].moved
+    await admin.query(`INSERT INTO ${data}.post (id, title) VALUES (8, 'eight'), (9, 'nine')`)
+    await drain()
+    const start = (await admin.query(`SELECT coalesce(max(seq), 0) AS seq FROM ${strataSchema}.changes`))
+      .rows[0].seq
+    const writer = await admin.connect()
+    try {
+      await writer.query('BEGIN')
+      await writer.query(`UPDATE ${data}.post SET title = 'open' WHERE id = 8`)
+      await admin.query(`UPDATE ${data}.post SET title = 'committed' WHERE id = 9`)
+      expect(await drain()).toBe(1) // the open transaction's row is not visible yet
+      expect(await log()).toEqual(['9'])
+      await writer.query('COMMIT')
+      expect(await drain()).toBe(1)
+      expect(await drain()).toBe(0)
+      expect(await log()).toEqual(['9', '8'])
+      const inbox = await admin.query(`SELECT count(*)::int AS n FROM ${strataSchema}.changes_inbox`)
+      expect(inbox.rows[0].n).toBe(0)
+    } finally {
+      await writer.query('ROLLBACK').catch(() => undefined)
+      writer.release()
+      await admin.query(`DELETE FROM ${data}.post WHERE id IN (8, 9)`)
+    }
+  })
+
   it('a composite-key table', async () => {
     const { server } = await instance()
     const line = 'query { line(orderId: "1", pos: 2) { orderId pos qty } }'
