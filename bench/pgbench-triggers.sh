@@ -3,12 +3,12 @@
 # on a plain table vs the same table watched by strata.watch(), in alternating runs (ABBA order, each
 # run after a VACUUM of its table and a CHECKPOINT). During every watched run a psql session does what
 # the leading Strata instance does in the database: drain the inbox into the log every 20 ms, read the
-# new log rows, record its checkpoint, NOTIFY the other instances, and VACUUM the inbox every 5 s. Its
-# cost is counted.
-# Env: PGHOST (127.0.0.1), PGUSER (postgres), PGDATABASE (postgres), RUNS (6), SECONDS_PER_RUN (10).
+# new log rows, record its checkpoint, NOTIFY the other instances, and VACUUM the inbox every second.
+# Its cost is counted.
+# Env: PGHOST (127.0.0.1), PGUSER (postgres), PGDATABASE (postgres), RUNS (10), SECONDS_PER_RUN (10).
 set -euo pipefail
 export PGHOST=${PGHOST:-127.0.0.1} PGUSER=${PGUSER:-postgres} PGDATABASE=${PGDATABASE:-postgres}
-runs=${RUNS:-6}
+runs=${RUNS:-10}
 seconds=${SECONDS_PER_RUN:-10}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
@@ -35,7 +35,7 @@ for t in plain watched; do
   printf '\\set id random(1, 100000)\nUPDATE strata_bench_%s SET v = v + 1 WHERE id = :id;\n' "$t" > "$work/$t.sql"
 done
 
-# The leader's database work, as a psql script: drain, read, checkpoint, sleep 20 ms; VACUUM every 5 s.
+# The leader's database work, as a psql script: drain, read, checkpoint, notify, sleep 20 ms; VACUUM every second.
 {
   echo "SELECT coalesce(max(seq), 0) AS seq FROM strata.changes \\gset"
   for i in $(seq 1 $((seconds * 50 + 500))); do
@@ -44,7 +44,7 @@ done
     echo "UPDATE strata.changes_state SET checkpoint = greatest(checkpoint, :seq);"
     echo "SELECT pg_notify('strata_changes', :'seq');"
     echo "SELECT pg_sleep(0.02);"
-    if (( i % 250 == 0 )); then echo "VACUUM (SKIP_LOCKED) strata.changes_inbox;"; fi
+    if (( i % 50 == 0 )); then echo "VACUUM (SKIP_LOCKED, TRUNCATE false) strata.changes_inbox;"; fi
   done
 } > "$work/leader.sql"
 

@@ -40,16 +40,22 @@ BEGIN
   IF NOT pg_try_advisory_xact_lock(hashtext('graphql-strata drain strata.changes_inbox')) THEN
     RETURN -1;
   END IF;
-  WITH taken AS (
-    DELETE FROM strata.changes_inbox
-    WHERE ctid = ANY (ARRAY(SELECT ctid FROM strata.changes_inbox LIMIT p_limit))
-    RETURNING type_name, entity_key, tenant
-  ), logged AS (
-    INSERT INTO strata.changes (type_name, entity_key, tenant)
-    SELECT DISTINCT type_name, entity_key, tenant FROM taken
-    RETURNING 1
-  )
-  SELECT count(*) INTO moved FROM taken;
+  BEGIN
+    WITH taken AS (
+      DELETE FROM strata.changes_inbox
+      WHERE ctid = ANY (ARRAY(SELECT ctid FROM strata.changes_inbox LIMIT p_limit))
+      RETURNING type_name, entity_key, tenant
+    ), logged AS (
+      INSERT INTO strata.changes (type_name, entity_key, tenant)
+      SELECT DISTINCT type_name, entity_key, tenant FROM taken
+      RETURNING 1
+    )
+    SELECT count(*) INTO moved FROM taken;
+  EXCEPTION WHEN serialization_failure THEN
+    -- Under REPEATABLE READ (a database default) this snapshot predates a drain that committed just
+    -- before this one took the lock; its rows are moved already. The next drain goes on from there.
+    RETURN 0;
+  END;
   RETURN moved;
 END
 $$;
@@ -73,11 +79,14 @@ CREATE TABLE IF NOT EXISTS strata.watched (
 
 -- Watches a table: every committed INSERT, UPDATE and DELETE records the changed rows' keys in
 -- strata.changes_inbox. Statement-level triggers read the transition tables: new keys for INSERT and
--- UPDATE, old keys for DELETE. An UPDATE that changes a key also records the old key, from a row-level
--- trigger whose WHEN clause compares the OLD and NEW keys, so it calls nothing unless a key changed.
--- That trigger is limited to UPDATEs that name a key column (UPDATE OF), which spares every other
--- UPDATE the cost of evaluating WHEN, unless the table has BEFORE UPDATE row triggers (they can change
--- a key the UPDATE does not name); a trigger created later re-watches the table (see below).
+-- UPDATE, old keys for DELETE. An UPDATE that changes a key must record the old key too:
+--   * on a plain table, a row-level trigger does, with a WHEN clause comparing the OLD and NEW keys so
+--     it calls nothing unless a key changed. It is declared UPDATE OF <key columns>, which spares
+--     every other UPDATE even the comparison, unless the table has BEFORE UPDATE row triggers (they
+--     can change a key the UPDATE does not name); one created later is caught by an event trigger;
+--   * on a partitioned table (where moving a row to another partition fires no row-level UPDATE
+--     trigger), the statement trigger also reads the old rows and records keys that are gone.
+-- Triggers are created with CREATE OR REPLACE, which locks writers out only for the moment it takes.
 -- Example: SELECT strata.watch('public.post', 'Post', 'id');
 --          SELECT strata.watch('public.line', 'Line', 'order_id,position', 'tenant_id');
 CREATE OR REPLACE FUNCTION strata.watch(
@@ -85,10 +94,10 @@ CREATE OR REPLACE FUNCTION strata.watch(
 ) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
   cols text[] := string_to_array(replace(p_key_columns, ' ', ''), ',');
+  partitioned boolean := (SELECT relkind = 'p' FROM pg_class WHERE oid = p_table);
   key_expr text;
   old_key_expr text;
-  key_changed text;
-  key_list text;
+  same_key text;
   tenant_expr text := 'NULL::text';
   old_tenant_expr text := 'NULL::text';
   fn text := 'record_' || p_table::oid;
@@ -103,8 +112,7 @@ BEGIN
   END LOOP;
   SELECT string_agg(format('r.%I::text', c), ', ') INTO key_expr FROM unnest(cols) AS c;
   SELECT string_agg(format('OLD.%I::text', c), ', ') INTO old_key_expr FROM unnest(cols) AS c;
-  SELECT string_agg(format('OLD.%I IS DISTINCT FROM NEW.%I', c, c), ' OR ') INTO key_changed FROM unnest(cols) AS c;
-  SELECT string_agg(format('%I', c), ', ') INTO key_list FROM unnest(cols) AS c;
+  SELECT string_agg(format('n.%I IS NOT DISTINCT FROM r.%I', c, c), ' AND ') INTO same_key FROM unnest(cols) AS c;
   IF array_length(cols, 1) > 1 THEN
     key_expr := format('concat_ws(%L, %s)', ':', key_expr);
     old_key_expr := format('concat_ws(%L, %s)', ':', old_key_expr);
@@ -117,43 +125,58 @@ BEGIN
   END IF;
 
   -- One function per trigger, with static SQL: plans are cached and no branch is evaluated per call.
-  EXECUTE format($f$
-    CREATE OR REPLACE FUNCTION strata.%I() RETURNS trigger LANGUAGE plpgsql AS $body$
-    BEGIN
-      INSERT INTO strata.changes_inbox (type_name, entity_key, tenant) SELECT %L, %s, %s FROM new_rows r;
-      RETURN NULL;
-    END
-    $body$ $f$, fn, p_type_name, key_expr, tenant_expr);
-  EXECUTE format($f$
-    CREATE OR REPLACE FUNCTION strata.%I() RETURNS trigger LANGUAGE plpgsql AS $body$
-    BEGIN
-      INSERT INTO strata.changes_inbox (type_name, entity_key, tenant) SELECT %L, %s, %s FROM old_rows r;
-      RETURN NULL;
-    END
-    $body$ $f$, fn || '_old', p_type_name, key_expr, tenant_expr);
-  EXECUTE format($f$
-    CREATE OR REPLACE FUNCTION strata.%I() RETURNS trigger LANGUAGE plpgsql AS $body$
-    BEGIN
-      INSERT INTO strata.changes_inbox (type_name, entity_key, tenant) VALUES (%L, %s, %s);
-      RETURN NULL;
-    END
-    $body$ $f$, fn || '_key', p_type_name, old_key_expr, old_tenant_expr);
+  PERFORM strata.record_function(fn, format('SELECT %L, %s, %s FROM new_rows r', p_type_name, key_expr, tenant_expr));
+  PERFORM strata.record_function(fn || '_old', format('SELECT %L, %s, %s FROM old_rows r', p_type_name, key_expr, tenant_expr));
+  PERFORM strata.record_function(fn || '_key', format('VALUES (%L, %s, %s)', p_type_name, old_key_expr, old_tenant_expr));
+  PERFORM strata.record_function(fn || '_upd', format(
+    'SELECT %L, %s, %s FROM new_rows r UNION ALL SELECT %L, %s, %s FROM old_rows r WHERE NOT EXISTS (SELECT 1 FROM new_rows n WHERE %s)',
+    p_type_name, key_expr, tenant_expr, p_type_name, key_expr, tenant_expr, same_key));
 
-  PERFORM strata.drop_triggers(p_table);
-  EXECUTE format('CREATE TRIGGER strata_changes_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows
+  EXECUTE format('CREATE OR REPLACE TRIGGER strata_changes_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION strata.%I()', p_table, fn);
-  EXECUTE format('CREATE TRIGGER strata_changes_upd AFTER UPDATE ON %s REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION strata.%I()', p_table, fn);
-  EXECUTE format('CREATE TRIGGER strata_changes_key AFTER UPDATE %s ON %s FOR EACH ROW WHEN (%s)
-    EXECUTE FUNCTION strata.%I()',
-    CASE WHEN strata.rewrites_keys(p_table) THEN '' ELSE 'OF ' || key_list END, p_table, key_changed, fn || '_key');
-  EXECUTE format('CREATE TRIGGER strata_changes_del AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows
+  EXECUTE format('CREATE OR REPLACE TRIGGER strata_changes_del AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION strata.%I()', p_table, fn || '_old');
+  IF partitioned THEN
+    EXECUTE format('DROP TRIGGER IF EXISTS strata_changes_key ON %s', p_table);
+    EXECUTE format('CREATE OR REPLACE TRIGGER strata_changes_upd AFTER UPDATE ON %s
+      REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION strata.%I()',
+      p_table, fn || '_upd');
+  ELSE
+    EXECUTE format('CREATE OR REPLACE TRIGGER strata_changes_upd AFTER UPDATE ON %s REFERENCING NEW TABLE AS new_rows
+      FOR EACH STATEMENT EXECUTE FUNCTION strata.%I()', p_table, fn);
+    PERFORM strata.key_trigger(p_table, cols, NOT strata.rewrites_keys(p_table));
+  END IF;
 
   INSERT INTO strata.watched (table_name, type_name, key_columns, tenant_column)
   VALUES (p_table, p_type_name, cols, p_tenant_column)
   ON CONFLICT (table_name) DO UPDATE SET type_name = excluded.type_name,
     key_columns = excluded.key_columns, tenant_column = excluded.tenant_column;
+END
+$$;
+
+-- A trigger function that appends the rows of p_rows (a SELECT or VALUES) to the inbox.
+CREATE OR REPLACE FUNCTION strata.record_function(p_name text, p_rows text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format($f$
+    CREATE OR REPLACE FUNCTION strata.%I() RETURNS trigger LANGUAGE plpgsql AS $body$
+    BEGIN
+      INSERT INTO strata.changes_inbox (type_name, entity_key, tenant) %s;
+      RETURN NULL;
+    END
+    $body$ $f$, p_name, p_rows);
+END
+$$;
+
+-- The row-level trigger recording a changed key's old value; p_only_named: UPDATE OF the key columns.
+CREATE OR REPLACE FUNCTION strata.key_trigger(p_table regclass, p_cols text[], p_only_named boolean)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('CREATE OR REPLACE TRIGGER strata_changes_key AFTER UPDATE %s ON %s FOR EACH ROW WHEN (%s)
+    EXECUTE FUNCTION strata.%I()',
+    CASE WHEN p_only_named THEN 'OF ' || (SELECT string_agg(format('%I', c), ', ') FROM unnest(p_cols) AS c) ELSE '' END,
+    p_table,
+    (SELECT string_agg(format('OLD.%I IS DISTINCT FROM NEW.%I', c, c), ' OR ') FROM unnest(p_cols) AS c),
+    'record_' || p_table::oid || '_key');
 END
 $$;
 
@@ -166,33 +189,37 @@ CREATE OR REPLACE FUNCTION strata.rewrites_keys(p_table regclass) RETURNS boolea
   )
 $$;
 
--- Re-watches a watched table when a BEFORE UPDATE row trigger is created on it, so that UPDATEs whose
--- key that trigger changes still record the old key. Never fails the user's DDL.
-CREATE OR REPLACE FUNCTION strata.on_create_trigger() RETURNS event_trigger LANGUAGE plpgsql AS $$
+-- When a BEFORE UPDATE row trigger is created on a watched plain table, its key trigger fires on
+-- every UPDATE from then on, so that keys that trigger changes still record their old value. Runs as
+-- its owner (a superuser: event triggers need one) so that any table owner's DDL works, replaces the
+-- trigger under the lock the user's CREATE TRIGGER already holds, and never fails the user's DDL.
+CREATE OR REPLACE FUNCTION strata.on_create_trigger() RETURNS event_trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   w record;
 BEGIN
   FOR w IN
-    SELECT DISTINCT ws.table_name, ws.type_name, ws.key_columns, ws.tenant_column
+    SELECT DISTINCT ws.table_name, ws.key_columns
     FROM pg_event_trigger_ddl_commands() c
     JOIN pg_trigger t ON t.oid = c.objid
     JOIN strata.watched ws ON ws.table_name = t.tgrelid
+    JOIN pg_class r ON r.oid = t.tgrelid AND r.relkind = 'r'
     WHERE c.classid = 'pg_trigger'::regclass AND t.tgtype & 19 = 19 AND t.tgname NOT LIKE 'strata\_changes\_%'
   LOOP
-    PERFORM strata.watch(w.table_name, w.type_name, array_to_string(w.key_columns, ','), w.tenant_column);
+    PERFORM strata.key_trigger(w.table_name, w.key_columns, false);
   END LOOP;
 EXCEPTION WHEN OTHERS THEN
-  RAISE WARNING 'strata: could not re-watch a table after CREATE TRIGGER (%); run strata.watch for it again', SQLERRM;
+  RAISE WARNING 'strata: could not update the key trigger after CREATE TRIGGER (%); run strata.watch for the table again', SQLERRM;
 END
 $$;
 
 -- Event triggers need a superuser. Without one, run strata.watch again after adding a BEFORE UPDATE
--- trigger to a watched table.
+-- row trigger to a watched table.
 DO $$
 DECLARE
   schema_name text := (SELECT n.nspname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
                        WHERE p.oid = 'strata.on_create_trigger()'::regprocedure);
-  name text := left('graphql_strata_rewatch_' || schema_name, 63);
+  name text := left('strata_rewatch_' || schema_name, 46) || '_' || left(md5(schema_name), 16);
 BEGIN
   IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
     EXECUTE format('DROP EVENT TRIGGER IF EXISTS %I', name);
@@ -204,30 +231,55 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION strata.drop_triggers(p_table regclass) RETURNS void LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION strata.unwatch(p_table regclass) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
   name text;
 BEGIN
   FOREACH name IN ARRAY ARRAY['strata_changes_ins', 'strata_changes_upd', 'strata_changes_key', 'strata_changes_del'] LOOP
     EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', name, p_table);
   END LOOP;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION strata.unwatch(p_table regclass) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM strata.drop_triggers(p_table);
-  EXECUTE format('DROP FUNCTION IF EXISTS strata.%I()', 'record_' || p_table::oid);
-  EXECUTE format('DROP FUNCTION IF EXISTS strata.%I()', 'record_' || p_table::oid || '_old');
-  EXECUTE format('DROP FUNCTION IF EXISTS strata.%I()', 'record_' || p_table::oid || '_key');
+  FOREACH name IN ARRAY ARRAY['', '_old', '_key', '_upd'] LOOP
+    EXECUTE format('DROP FUNCTION IF EXISTS strata.%I()', 'record_' || p_table::oid || name);
+  END LOOP;
   DELETE FROM strata.watched WHERE table_name = p_table;
 END
 $$;
 
--- Upgrades: regenerate every watched table's triggers with this version's functions. Rows of tables
--- dropped since are removed.
+-- Tables dropped since they were watched leave a row and their functions behind: remove them.
 DELETE FROM strata.watched w WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = w.table_name);
-SELECT strata.watch(table_name, type_name, array_to_string(key_columns, ','), tenant_column) FROM strata.watched;
+DO $$
+DECLARE
+  f regprocedure;
+BEGIN
+  FOR f IN
+    SELECT p.oid::regprocedure FROM pg_proc p
+    WHERE p.pronamespace = (SELECT relnamespace FROM pg_class WHERE oid = 'strata.watched'::regclass)
+      AND p.proname ~ '^record_[0-9]+(_old|_key|_upd)?$'
+      AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = substring(p.proname FROM '^record_([0-9]+)')::oid)
+  LOOP
+    EXECUTE format('DROP FUNCTION %s', f);
+  END LOOP;
+END
+$$;
+
+-- Upgrading from version 1, where writers appended to strata.changes itself: regenerate the triggers
+-- of every watched table, and let the roles that could write the log write the inbox.
+DO $$
+DECLARE
+  grantee oid;
+BEGIN
+  IF (SELECT value FROM strata.meta WHERE key = 'changes_version') = '1' THEN
+    PERFORM strata.watch(table_name, type_name, array_to_string(key_columns, ','), tenant_column) FROM strata.watched;
+    FOR grantee IN
+      SELECT DISTINCT a.grantee FROM pg_class c, aclexplode(c.relacl) a
+      WHERE c.oid = 'strata.changes'::regclass AND a.privilege_type = 'INSERT' AND a.grantee <> c.relowner
+    LOOP
+      EXECUTE format('GRANT INSERT ON strata.changes_inbox TO %s',
+        CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(grantee)) END);
+    END LOOP;
+  END IF;
+END
+$$;
 
 INSERT INTO strata.meta (key, value) VALUES ('changes_version', '2')
 ON CONFLICT (key) DO UPDATE SET value = excluded.value;

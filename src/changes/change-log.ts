@@ -1,9 +1,10 @@
 import { collectionTag, entityTag } from '../entities/tags.js'
 import { type ChangeRow, LogCursor } from './cursor.js'
+import { LogMaintenance } from './maintenance.js'
 import type { ChangeSink } from './source.js'
 
-/** How often a draining instance vacuums the inbox. */
-const VACUUM_EVERY_MS = 5000
+/** Drains per read at most, so that a bulk load never holds up reading (the next read goes on). */
+const MAX_DRAINS_PER_READ = 8
 
 type Query = (text: string, params?: unknown[]) => Promise<{ rows: Record<string, unknown>[] }>
 
@@ -15,6 +16,8 @@ export interface LogAccess {
   readonly mode: 'listen' | 'poll'
   /** Runs on the listener's session when there is one, else on the pool. */
   readonly query: Query
+  /** Runs on the pool (maintenance that must not hold up the listener's session). */
+  readonly maintain: Query
   readonly leader: () => boolean
   readonly sink: ChangeSink
 }
@@ -29,14 +32,13 @@ export class ChangeLogReader {
   #reading: Promise<void> | undefined
   #again = false
   #warnedHoles = false
-  /** When the inbox was last vacuumed, and whether a drain moved rows since. */
-  #vacuumedAt = Date.now()
-  #drainedSinceVacuum = false
-  #vacuumRefused = false
+  readonly #maintenance: LogMaintenance
   flushes = 0
   lastRead: number | undefined
 
-  constructor(readonly access: LogAccess) {}
+  constructor(readonly access: LogAccess) {
+    this.#maintenance = new LogMaintenance(access.schema, access.maintain, access.sink.logger)
+  }
 
   get cursor(): LogCursor | undefined {
     return this.#cursor
@@ -45,6 +47,7 @@ export class ChangeLogReader {
   /** Waits for the read in progress, if any. */
   async settled(): Promise<void> {
     await this.#reading?.catch(() => undefined)
+    await this.#maintenance.settled()
   }
 
   /**
@@ -61,8 +64,7 @@ export class ChangeLogReader {
         do {
           this.#again = false
           if (this.#drains) {
-            while (await this.#drain());
-            await this.#vacuum()
+            for (let drains = 1; (await this.#drain()) && drains < MAX_DRAINS_PER_READ; drains++);
           }
           while (await this.#readBatch());
         } while (this.#again)
@@ -83,33 +85,8 @@ export class ChangeLogReader {
       this.access.batch,
     ])
     const moved = Number(rows[0]?.moved ?? 0)
-    if (moved > 0) this.#drainedSinceVacuum = true
+    if (moved > 0) this.#maintenance.drained()
     return moved >= this.access.batch // -1: another instance is draining
-  }
-
-  /**
-   * Vacuums the inbox every few seconds: writers append and drains delete all day, and without
-   * vacuum (autovacuum off, or too slow for a hot queue) it would only grow.
-   */
-  async #vacuum(): Promise<void> {
-    if (!this.#drainedSinceVacuum || Date.now() - this.#vacuumedAt < VACUUM_EVERY_MS) return
-    this.#vacuumedAt = Date.now()
-    this.#drainedSinceVacuum = false
-    await this.#vacuumTable('changes_inbox')
-  }
-
-  async #vacuumTable(table: 'changes_inbox' | 'changes'): Promise<void> {
-    if (this.#vacuumRefused) return
-    try {
-      await this.access.query(`VACUUM (SKIP_LOCKED) ${this.access.schema}.${table}`)
-    } catch (error) {
-      // Not the tables' owner, say: autovacuum has to keep up on its own.
-      this.#vacuumRefused = true
-      this.access.sink.logger.warn(
-        { err: error },
-        `strata: cannot VACUUM the change log tables in ${this.access.schema}; leaving them to autovacuum`,
-      )
-    }
   }
 
   /** One batch; resolves whether a full batch came back (read again). */
@@ -233,6 +210,6 @@ export class ChangeLogReader {
       if (rows.length === 0) break
       pruned = true
     }
-    if (pruned) await this.#vacuumTable('changes')
+    if (pruned) this.#maintenance.pruned()
   }
 }

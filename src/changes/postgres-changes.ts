@@ -12,6 +12,17 @@ import {
 } from './postgres-changes-options.js'
 import type { ChangeSink, ChangeSource, ChangeSourceStatus } from './source.js'
 
+/** A VACUUM of the change tables that takes longer is abandoned (it runs on the pool). */
+const MAINTENANCE_TIMEOUT_MS = 300_000
+
+/**
+ * The leader's session lock. Version 2 drains the inbox; a version 1 leader would not, so the key
+ * changed with it: during a rolling upgrade each version elects its own leader.
+ */
+export function leaderLock(schema: string): string {
+  return `graphql-strata changes v2 ${schema}`
+}
+
 /** Database changes, captured by triggers (`strata.watch(...)`) into a change log, invalidate the cache. */
 export function postgresChanges(options: PostgresChangesOptions): ChangeSource {
   const settings = validateChangesOptions(options)
@@ -54,6 +65,7 @@ class PostgresChanges implements ChangeSource {
       channel: this.#channel,
       sink,
       query: (text, params) => this.#q(text, params),
+      maintain: (text, params) => withTimeout(this.#s.pool.query(text, params), MAINTENANCE_TIMEOUT_MS),
       leader: () => this.#leader,
     })
     // A database that is down at start is retried like a lost connection, install included.
@@ -167,7 +179,7 @@ class PostgresChanges implements ChangeSource {
   /** Tries to become the leader (session advisory lock, released if this connection dies). */
   async #campaign(): Promise<void> {
     const { rows } = await this.#q(`SELECT pg_try_advisory_lock(hashtext($1)) AS won`, [
-      `graphql-strata changes ${this.#s.schema}`,
+      leaderLock(this.#s.schema),
     ])
     const won = rows[0]?.won === true
     if (won && !this.#leader) this.#sink?.logger.info('strata: this instance now leads change capture')

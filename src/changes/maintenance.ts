@@ -1,0 +1,88 @@
+import type { Logger } from 'pino'
+
+type Query = (text: string, params?: unknown[]) => Promise<{ rows: Record<string, unknown>[] }>
+
+/** How often a draining instance vacuums the inbox (while drains move rows). */
+export const VACUUM_EVERY_MS = 1000
+/** An inbox larger than this (a bulk load drained) is also truncated. */
+const TRUNCATE_ABOVE_BYTES = 8 * 1024 * 1024
+
+/**
+ * Keeps the change tables small. Writers append to the inbox and drains delete from it all day:
+ * without frequent vacuuming (autovacuum off, or too slow for a hot queue) it would only grow, and
+ * every drain scans it. Runs on the pool, never on the listener's session, one VACUUM at a time, and
+ * never holds up a read.
+ */
+export class LogMaintenance {
+  #vacuumedAt = 0
+  #dirty = false
+  #running: Promise<void> | undefined
+  /** Whether this role may vacuum the tables; checked once. */
+  #allowed: boolean | undefined
+
+  constructor(
+    private readonly schema: string,
+    private readonly query: Query,
+    private readonly logger: Logger,
+  ) {}
+
+  /** A drain moved rows: vacuum the inbox if it has not been for a while. */
+  drained(): void {
+    this.#dirty = true
+    if (Date.now() - this.#vacuumedAt >= VACUUM_EVERY_MS) this.#start('changes_inbox')
+  }
+
+  /** Pruning deleted log rows. */
+  pruned(): void {
+    this.#start('changes')
+  }
+
+  /** Waits for the VACUUM in progress, if any. */
+  async settled(): Promise<void> {
+    await this.#running
+  }
+
+  #start(table: 'changes_inbox' | 'changes'): void {
+    if (this.#running || this.#allowed === false) return
+    if (table === 'changes_inbox') {
+      this.#vacuumedAt = Date.now()
+      this.#dirty = false
+    }
+    this.#running = this.#vacuum(table)
+      .catch((error: unknown) =>
+        this.logger.warn({ err: error, table }, 'strata: VACUUM of a change table failed'),
+      )
+      .finally(() => {
+        this.#running = undefined
+      })
+  }
+
+  async #vacuum(table: 'changes_inbox' | 'changes'): Promise<void> {
+    const relation = `${this.schema}.${table}`
+    const { rows } = await this.query(
+      `SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+              OR pg_has_role(current_user, c.relowner, 'USAGE')
+              OR pg_has_role(current_user, (SELECT datdba FROM pg_database WHERE datname = current_database()), 'USAGE')
+              AS allowed,
+              pg_relation_size(c.oid) > $2 AS big
+       FROM pg_class c WHERE c.oid = $1::regclass`,
+      [relation, TRUNCATE_ABOVE_BYTES],
+    )
+    this.#allowed ??= rows[0]?.allowed === true
+    if (!this.#allowed) {
+      this.logger.warn(
+        { schema: this.schema },
+        'strata: this role cannot VACUUM the change tables (not their owner); autovacuum must keep up alone',
+      )
+      return
+    }
+    // Truncating takes a lock writers wait for (briefly): only when a bulk load left the table large.
+    const truncate = rows[0]?.big === true
+    await this.query(`VACUUM (SKIP_LOCKED, TRUNCATE ${truncate}) ${relation}`)
+  }
+
+  /** Whether rows were drained since the last VACUUM of the inbox (for tests and status). */
+  get dirty(): boolean {
+    return this.#dirty
+  }
+}
