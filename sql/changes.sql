@@ -3,6 +3,15 @@
 
 SELECT pg_advisory_xact_lock(hashtext('graphql-strata install'));
 
+DO $$
+BEGIN
+  IF current_setting('server_version_num')::int < 140000 THEN
+    RAISE EXCEPTION 'graphql-strata change capture needs PostgreSQL 14 or later (CREATE OR REPLACE TRIGGER), this is %',
+      current_setting('server_version');
+  END IF;
+END
+$$;
+
 CREATE SCHEMA IF NOT EXISTS strata;
 
 -- Writers' triggers append the changed keys here, inside the writer's transaction, and nothing else:
