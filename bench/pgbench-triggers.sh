@@ -5,11 +5,15 @@
 # the leading Strata instance does in the database: drain the inbox into the log every 20 ms, read the
 # new log rows, record its checkpoint, NOTIFY the other instances, and VACUUM the inbox every second.
 # Its cost is counted.
-# Env: PGHOST (127.0.0.1), PGUSER (postgres), PGDATABASE (postgres), RUNS (10), SECONDS_PER_RUN (10).
+# Each measured run follows an unmeasured warm-up on the same table (throughput ramps up for the first
+# seconds after the VACUUM and CHECKPOINT).
+# Env: PGHOST (127.0.0.1), PGUSER (postgres), PGDATABASE (postgres), RUNS (10), SECONDS_PER_RUN (10),
+# WARMUP_SECONDS (3).
 set -euo pipefail
 export PGHOST=${PGHOST:-127.0.0.1} PGUSER=${PGUSER:-postgres} PGDATABASE=${PGDATABASE:-postgres}
 runs=${RUNS:-10}
 seconds=${SECONDS_PER_RUN:-10}
+warmup=${WARMUP_SECONDS:-3}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 leader_pid=
@@ -38,7 +42,7 @@ done
 # The leader's database work, as a psql script: drain, read, checkpoint, notify, sleep 20 ms; VACUUM every second.
 {
   echo "SELECT coalesce(max(seq), 0) AS seq FROM strata.changes \\gset"
-  for i in $(seq 1 $((seconds * 50 + 500))); do
+  for i in $(seq 1 $(((seconds + warmup) * 50 + 500))); do
     echo "SELECT strata.drain(5000) AS moved \\gset"
     echo "SELECT coalesce(max(seq), :seq) AS seq FROM (SELECT seq, type_name, entity_key, tenant FROM strata.changes WHERE seq > :seq ORDER BY seq LIMIT 5000) c \\gset"
     echo "UPDATE strata.changes_state SET checkpoint = greatest(checkpoint, :seq);"
@@ -54,6 +58,7 @@ run() {
     psql -q -o /dev/null -f "$work/leader.sql" >/dev/null 2>&1 &
     leader_pid=$!
   fi
+  pgbench -n -c 32 -j 2 -T "$warmup" -f "$work/$1.sql" >/dev/null 2>&1 # warm-up, not measured
   pgbench -n -c 32 -j 2 -T "$seconds" -f "$work/$1.sql" 2>/dev/null | awk '/^tps/ {print int($3)}'
   if [ -n "$leader_pid" ]; then
     kill "$leader_pid" 2>/dev/null || true
@@ -76,7 +81,7 @@ done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 p=$(median "${plain[@]}")
 w=$(median "${watched[@]}")
-echo "Command: npm run bench:triggers (RUNS=$runs SECONDS_PER_RUN=$seconds, pgbench -c 32 -j 2, single-row UPDATE, ABBA order)"
+echo "Command: npm run bench:triggers (RUNS=$runs SECONDS_PER_RUN=$seconds WARMUP_SECONDS=$warmup, pgbench -c 32 -j 2, single-row UPDATE, ABBA order)"
 echo "Machine: $(nproc) cores, $(psql -tAc 'SHOW server_version'), PostgreSQL on the same host as pgbench"
 echo "plain runs:   ${plain[*]}"
 echo "watched runs: ${watched[*]}"

@@ -15,7 +15,6 @@ const TRUNCATE_ABOVE_BYTES = 8 * 1024 * 1024
  */
 export class LogMaintenance {
   #vacuumedAt = 0
-  #dirty = false
   #running: Promise<void> | undefined
   /** Whether this role may vacuum the tables; checked once. */
   #allowed: boolean | undefined
@@ -28,7 +27,6 @@ export class LogMaintenance {
 
   /** A drain moved rows: vacuum the inbox if it has not been for a while. */
   drained(): void {
-    this.#dirty = true
     if (Date.now() - this.#vacuumedAt >= VACUUM_EVERY_MS) this.#start('changes_inbox')
   }
 
@@ -44,10 +42,7 @@ export class LogMaintenance {
 
   #start(table: 'changes_inbox' | 'changes'): void {
     if (this.#running || this.#allowed === false) return
-    if (table === 'changes_inbox') {
-      this.#vacuumedAt = Date.now()
-      this.#dirty = false
-    }
+    if (table === 'changes_inbox') this.#vacuumedAt = Date.now()
     this.#running = this.#vacuum(table)
       .catch((error: unknown) =>
         this.logger.warn({ err: error, table }, 'strata: VACUUM of a change table failed'),
@@ -79,10 +74,5 @@ export class LogMaintenance {
     // Truncating takes a lock writers wait for (briefly): only when a bulk load left the table large.
     const truncate = rows[0]?.big === true
     await this.query(`VACUUM (SKIP_LOCKED, TRUNCATE ${truncate}) ${relation}`)
-  }
-
-  /** Whether rows were drained since the last VACUUM of the inbox (for tests and status). */
-  get dirty(): boolean {
-    return this.#dirty
   }
 }
