@@ -23,18 +23,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-psql -q -v ON_ERROR_STOP=1 -f "$root/sql/install.sql" >/dev/null 2>&1
-psql -q -v ON_ERROR_STOP=1 -f "$root/sql/changes.sql" >/dev/null 2>&1
-psql -q -v ON_ERROR_STOP=1 >/dev/null 2>&1 <<'SQL'
-DROP TABLE IF EXISTS strata_bench_plain, strata_bench_watched;
-CREATE TABLE strata_bench_plain (id int PRIMARY KEY, v int NOT NULL DEFAULT 0);
-CREATE TABLE strata_bench_watched (id int PRIMARY KEY, v int NOT NULL DEFAULT 0);
-INSERT INTO strata_bench_plain SELECT g FROM generate_series(1, 100000) g;
-INSERT INTO strata_bench_watched SELECT g FROM generate_series(1, 100000) g;
-SELECT strata.watch('strata_bench_watched', 'Bench', 'id');
-VACUUM ANALYZE strata_bench_plain;
-VACUUM ANALYZE strata_bench_watched;
-SQL
+for script in sql/install.sql sql/changes.sql bench/trigger-tables.sql; do
+  psql -q -v ON_ERROR_STOP=1 -f "$root/$script" >/dev/null 2>&1
+done
 for t in plain watched; do
   printf '\\set id random(1, 100000)\nUPDATE strata_bench_%s SET v = v + 1 WHERE id = :id;\n' "$t" > "$work/$t.sql"
 done

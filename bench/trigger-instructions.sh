@@ -21,24 +21,14 @@ command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 1
 as_pg "'$bin/initdb' -D '$work/pristine' -A trust -U postgres" >/dev/null
 as_pg "'$bin/pg_ctl' -D '$work/pristine' -o \"-p 5499 -k '$work' -c listen_addresses=''\" -l '$work/log' -w start" >/dev/null
 psql_t() { psql -h "$work" -p 5499 -U postgres -d postgres -q -v ON_ERROR_STOP=1 -o /dev/null "$@"; }
-psql_t -f "$root/sql/install.sql" 2>/dev/null
-psql_t -f "$root/sql/changes.sql" 2>/dev/null
-psql_t 2>/dev/null <<'SQL'
-CREATE TABLE bench_plain (id int PRIMARY KEY, v int NOT NULL DEFAULT 0);
-CREATE TABLE bench_watched (id int PRIMARY KEY, v int NOT NULL DEFAULT 0);
-INSERT INTO bench_plain SELECT g FROM generate_series(1, 100000) g;
-INSERT INTO bench_watched SELECT g FROM generate_series(1, 100000) g;
-SELECT strata.watch('bench_watched', 'Bench', 'id');
-VACUUM FULL bench_plain;
-VACUUM FULL bench_watched;
-CHECKPOINT;
-SQL
+for script in sql/install.sql sql/changes.sql bench/trigger-tables.sql; do psql_t -f "$root/$script" 2>/dev/null; done
+psql_t -c CHECKPOINT
 as_pg "'$bin/pg_ctl' -D '$work/pristine' -w stop" >/dev/null
 
 # The same pseudo-random ids for both tables.
 echo "SELECT 1;" > "$work/none.sql"
 for t in plain watched; do
-  awk -v n="$updates" -v t="$t" 'BEGIN { srand(1); for (i = 0; i < n; i++) printf "UPDATE bench_%s SET v = v + 1 WHERE id = %d;\n", t, 1 + int(rand() * 100000) }' > "$work/$t.sql"
+  awk -v n="$updates" -v t="$t" 'BEGIN { srand(1); for (i = 0; i < n; i++) printf "UPDATE strata_bench_%s SET v = v + 1 WHERE id = %d;\n", t, 1 + int(rand() * 100000) }' > "$work/$t.sql"
 done
 chmod 644 "$work"/*.sql
 instructions() {
