@@ -3,7 +3,7 @@ import { type ChangeRow, LogCursor } from './cursor.js'
 import { LogMaintenance } from './maintenance.js'
 import type { ChangeSink } from './source.js'
 
-/** Drains per read at most, so that a bulk load never holds up reading (the next read goes on). */
+/** Full drains before reading what they moved, so that a bulk load never holds up reading. */
 const MAX_DRAINS_PER_READ = 8
 
 type Query = (text: string, params?: unknown[]) => Promise<{ rows: Record<string, unknown>[] }>
@@ -64,7 +64,10 @@ export class ChangeLogReader {
         do {
           this.#again = false
           if (this.#drains) {
-            for (let drains = 1; (await this.#drain()) && drains < MAX_DRAINS_PER_READ; drains++);
+            let drains = 0
+            while ((await this.#drain()) && ++drains < MAX_DRAINS_PER_READ);
+            // More to move (a bulk load): read what moved first, then go on.
+            if (drains === MAX_DRAINS_PER_READ) this.#again = true
           }
           while (await this.#readBatch());
         } while (this.#again)

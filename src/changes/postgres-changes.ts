@@ -19,7 +19,7 @@ const MAINTENANCE_TIMEOUT_MS = 300_000
  * The leader's session lock. Version 2 drains the inbox; a version 1 leader would not, so the key
  * changed with it: during a rolling upgrade each version elects its own leader.
  */
-export function leaderLock(schema: string): string {
+function leaderLock(schema: string): string {
   return `graphql-strata changes v2 ${schema}`
 }
 
