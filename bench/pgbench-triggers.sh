@@ -35,7 +35,7 @@ done
   echo "SELECT coalesce(max(seq), 0) AS seq FROM strata.changes \\gset"
   for i in $(seq 1 $(((seconds + warmup) * 50 + 500))); do
     echo "SELECT strata.drain(5000) AS moved \\gset"
-    echo "SELECT coalesce(max(seq), :seq) AS seq FROM (SELECT seq, type_name, entity_key, tenant FROM strata.changes WHERE seq > :seq ORDER BY seq LIMIT 5000) c \\gset"
+    echo "SELECT coalesce(max(seq), :seq) AS seq FROM (SELECT c.seq, k.* FROM (SELECT * FROM strata.changes WHERE seq > :seq ORDER BY seq LIMIT 16) c, unnest(c.type_names, c.entity_keys, c.tenants) AS k) s \\gset"
     echo "UPDATE strata.changes_state SET checkpoint = greatest(checkpoint, :seq);"
     echo "SELECT pg_notify('strata_changes', :'seq');"
     echo "SELECT pg_sleep(0.02);"

@@ -5,6 +5,8 @@ import type { ChangeSink } from './source.js'
 
 /** Full drains before reading what they moved, so that a bulk load never holds up reading. */
 const MAX_DRAINS_PER_READ = 8
+/** Log rows (one per drain, up to `batch` changes each) per read. */
+const DRAINS_PER_READ = 16
 
 type Query = (text: string, params?: unknown[]) => Promise<{ rows: Record<string, unknown>[] }>
 
@@ -94,19 +96,21 @@ export class ChangeLogReader {
 
   /** One batch; resolves whether a full batch came back (read again). */
   async #readBatch(): Promise<boolean> {
-    const { sink, schema, batch, mode } = this.access
+    const { sink, schema, mode } = this.access
     const cursor = this.#cursor
     const { rows } = await this.access.query(
       `SELECT st.epoch, st.pruned_through::text AS pruned, st.checkpoint::text AS checkpoint,
               pg_snapshot_xmin(pg_current_snapshot())::text AS xmin,
               pg_snapshot_xmax(pg_current_snapshot())::text AS xmax,
-              c.seq::text AS seq, c.type_name, c.entity_key, c.tenant
+              c.seq::text AS seq, k.type_name, k.entity_key, k.tenant
        FROM ${schema}.changes_state st
        LEFT JOIN LATERAL (
-         SELECT seq, type_name, entity_key, tenant FROM ${schema}.changes
+         SELECT seq, type_names, entity_keys, tenants FROM ${schema}.changes
          WHERE seq > $1 OR seq = ANY ($2::bigint[]) ORDER BY seq LIMIT $3
-       ) c ON true`,
-      [cursor?.maxSeen ?? Number.MAX_SAFE_INTEGER, cursor?.holes ?? [], batch],
+       ) c ON true
+       LEFT JOIN LATERAL unnest(c.type_names, c.entity_keys, c.tenants) AS k (type_name, entity_key, tenant) ON true
+       ORDER BY c.seq`,
+      [cursor?.maxSeen ?? Number.MAX_SAFE_INTEGER, cursor?.holes ?? [], DRAINS_PER_READ],
     )
     this.lastRead = Date.now()
     // Every reader invalidates every tier: a follower that cleaned only its memory tier could
@@ -143,8 +147,11 @@ export class ChangeLogReader {
       return true
     }
     const changes: ChangeRow[] = []
+    const logRows = new Set<string>()
     for (const row of rows) {
       if (row.seq === null || row.seq === undefined) continue
+      logRows.add(String(row.seq))
+      if (row.entity_key === null || row.entity_key === undefined) continue
       changes.push({
         seq: Number(row.seq),
         typeName: String(row.type_name),
@@ -178,7 +185,7 @@ export class ChangeLogReader {
     if (this.access.leader() && mode === 'listen' && fresh.length > 0) {
       await this.access.query(`SELECT pg_notify($1, $2)`, [this.access.channel, String(cursor.maxSeen)])
     }
-    return changes.length >= batch
+    return logRows.size >= DRAINS_PER_READ
   }
 
   async #recordedEpoch(): Promise<string | undefined> {

@@ -1,4 +1,4 @@
-/** One row of the change log. */
+/** One change; the changes a drain moved share one log row, so one `seq`. */
 export interface ChangeRow {
   readonly seq: number
   readonly typeName: string
@@ -17,8 +17,9 @@ export interface Snapshot {
 /**
  * Where a reader is in the change log, without ever skipping a row that commits late.
  *
- * Sequence numbers are taken when a row is inserted, not when its transaction commits, so a
- * reader can see seq 102 before seq 101 exists. A seq below the highest one seen that is not
+ * Sequence numbers are taken when a log row is inserted, not when its transaction commits (drains
+ * from two instances may overlap, and a drain may roll back), so a reader can see seq 102 before
+ * seq 101 exists. A seq below the highest one seen that is not
  * visible is a *hole*: either a transaction still running will commit it, or it will never
  * exist (rolled back). A hole first seen under snapshot S can only be filled by a transaction
  * that was already running then (xid < S.xmax); once every such transaction has finished
@@ -60,14 +61,16 @@ export class LogCursor {
     const fresh: ChangeRow[] = []
     const previousMax = this.#maxSeen
     let top = previousMax
-    const seen = new Set<number>()
+    /** Per seq: whether its changes are new. */
+    const seen = new Map<number, boolean>()
     for (const row of rows) {
-      seen.add(row.seq)
-      if (this.#holes.delete(row.seq)) fresh.push(row)
-      else if (row.seq > previousMax) {
-        fresh.push(row)
+      let take = seen.get(row.seq)
+      if (take === undefined) {
+        take = this.#holes.delete(row.seq) || row.seq > previousMax
         if (row.seq > top) top = row.seq
+        seen.set(row.seq, take)
       }
+      if (take) fresh.push(row)
     }
     for (let seq = previousMax + 1; seq < top; seq++) {
       if (!seen.has(seq)) this.#holes.set(seq, snapshot.xmax)

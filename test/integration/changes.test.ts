@@ -134,7 +134,8 @@ describe('database changes invalidate the cache', () => {
     const log = async () =>
       (
         await admin.query(
-          `SELECT entity_key FROM ${strataSchema}.changes WHERE seq > $1 AND type_name = 'Post' ORDER BY seq`,
+          `SELECT k.entity_key FROM ${strataSchema}.changes c, unnest(c.type_names, c.entity_keys) AS k (type_name, entity_key)
+           WHERE c.seq > $1 AND k.type_name = 'Post' ORDER BY c.seq`,
           [start],
         )
       ).rows.map((row) => row.entity_key)
@@ -180,7 +181,8 @@ describe('database changes invalidate the cache', () => {
       await admin.query(`UPDATE ${data}.part SET v = 1 WHERE id = 150`)
       expect(await drain()).toBe(3)
       const logged = await admin.query(
-        `SELECT entity_key FROM ${strataSchema}.changes WHERE seq > $1 AND type_name = 'Part' ORDER BY entity_key`,
+        `SELECT DISTINCT k.entity_key FROM ${strataSchema}.changes c, unnest(c.type_names, c.entity_keys) AS k (type_name, entity_key)
+         WHERE c.seq > $1 AND k.type_name = 'Part' ORDER BY k.entity_key`,
         [start],
       )
       expect(logged.rows.map((row) => row.entity_key)).toEqual(['150', '6'])

@@ -32,6 +32,21 @@ describe('change log cursor', () => {
     expect(cursor.low).toBe(3)
   })
 
+  it('applies every change of a log row (one per drain), also when the row fills a hole', () => {
+    const cursor = new LogCursor(0)
+    const change = (seq: number, key: string): ChangeRow => ({
+      seq,
+      typeName: 'Post',
+      entityKey: key,
+      tenant: null,
+    })
+    cursor.accept([change(1, 'a'), change(1, 'b'), change(3, 'c')], snap(5, 8))
+    expect(cursor.holes).toEqual([2])
+    const fresh = cursor.accept([change(2, 'd'), change(2, 'e'), change(3, 'c'), change(4, 'f')], snap(8, 9))
+    expect(fresh.map((r) => r.entityKey)).toEqual(['d', 'e', 'f'])
+    expect(cursor.low).toBe(4)
+  })
+
   it('does not apply a row twice when it is read again', () => {
     const cursor = new LogCursor(0)
     cursor.accept([row(1), row(2)], snap(1, 1))
