@@ -3,7 +3,8 @@
 # (unlike tps on a shared 2-core machine) repeat exactly from run to run. A throwaway cluster runs
 # single-user (`postgres --single`) under `valgrind --tool=callgrind`: UPDATES single-row UPDATEs by
 # primary key on a plain table, then the same on a table under strata.watch(), each from the same
-# pristine copy of the data directory. Prints instructions per UPDATE, net of startup.
+# pristine copy of the data directory. Prints instructions per UPDATE, net of startup, and what the
+# leader's strata.drain() costs per change it moves from the inbox into the log.
 # Needs valgrind and the PostgreSQL server binaries (pg_config --bindir, or PG_BIN). Run as root it runs
 # the cluster as the postgres user.
 # Env: PG_BIN, UPDATES (2000).
@@ -30,6 +31,10 @@ echo "SELECT 1;" > "$work/none.sql"
 for t in plain watched; do
   awk -v n="$updates" -v t="$t" 'BEGIN { srand(1); for (i = 0; i < n; i++) printf "UPDATE strata_bench_%s SET v = v + 1 WHERE id = %d;\n", t, 1 + int(rand() * 100000) }' > "$work/$t.sql"
 done
+# The leader's side: moving 100k changes from the inbox into the log (20 drains of 5000).
+fill="INSERT INTO strata.changes_inbox SELECT 'Bench', g::text, NULL FROM generate_series(1, 100000) g;"
+echo "$fill" > "$work/fill.sql"
+{ echo "$fill"; for _ in $(seq 1 20); do echo "SELECT strata.drain(5000);"; done; } > "$work/drain.sql"
 chmod 644 "$work"/*.sql
 instructions() {
   rm -rf "$work/data" && cp -a "$work/pristine" "$work/data"
@@ -39,8 +44,10 @@ instructions() {
 base=$(instructions none)
 plain=$(( ($(instructions plain) - base) / updates ))
 watched=$(( ($(instructions watched) - base) / updates ))
+drain=$(( ($(instructions drain) - $(instructions fill)) / 100000 ))
 echo "Command: npm run bench:triggers:instructions (UPDATES=$updates, postgres --single under callgrind, $("$bin/postgres" --version))"
 echo "| table | instructions per UPDATE | ratio |"
 echo "| --- | ---: | ---: |"
 echo "| plain | $plain | 1.00 |"
 echo "| watched (strata.watch) | $watched | $(awk -v w="$watched" -v p="$plain" 'BEGIN {printf "%.3f", w / p}') |"
+echo "Leader: $drain instructions per change moved by strata.drain (100k changes, drains of 5000)"
