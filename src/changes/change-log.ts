@@ -1,14 +1,12 @@
 import { collectionTag, entityTag } from '../entities/tags.js'
 import { type ChangeRow, LogCursor } from './cursor.js'
-import { LogMaintenance } from './maintenance.js'
+import { LogMaintenance, type Query } from './maintenance.js'
 import type { ChangeSink } from './source.js'
 
 /** Full drains before reading what they moved, so that a bulk load never holds up reading. */
 const MAX_DRAINS_PER_READ = 8
 /** Log rows (one per drain, up to `batch` changes each) per read. */
 const DRAINS_PER_READ = 16
-
-type Query = (text: string, params?: unknown[]) => Promise<{ rows: Record<string, unknown>[] }>
 
 /** What the reader needs from the connection that owns it. */
 export interface LogAccess {

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino'
 
-type Query = (text: string, params?: unknown[]) => Promise<{ rows: Record<string, unknown>[] }>
+/** A query on some connection to the database. */
+export type Query = (text: string, params?: unknown[]) => Promise<{ rows: Record<string, unknown>[] }>
 
 /** How often a draining instance vacuums the inbox (while drains move rows). */
 export const VACUUM_EVERY_MS = 1000
