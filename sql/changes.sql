@@ -282,35 +282,49 @@ BEGIN
 END
 $$;
 
--- Upgrading from version 1, where writers appended one row per change to strata.changes itself, in
--- one statement so that no writer runs between the steps: replace the log (a new epoch: readers flush
--- and start over) keeping its grants, regenerate the triggers of every watched table, and let the
--- roles that could write the log write the inbox.
+-- Upgrading from version 1, where writers appended one row per change to strata.changes itself. One
+-- statement, so it applies entirely or not at all:
+--   1. regenerate the triggers of every watched table (they write to the inbox from then on);
+--   2. replace the log, keeping its owner and grants and its sequence's grants (a new epoch: readers
+--      flush and start over);
+--   3. let the roles that could write the log write the inbox.
+-- Its lock waits give up after 200 ms (before a writer's deadlock check at 1 s), so that a conflict
+-- with a writer aborts the upgrade, never the writer; the listener retries its install with backoff.
 DO $$
 DECLARE
+  old_log regclass := 'strata.changes'::regclass;
+  owner_ text := (SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'strata.changes'::regclass);
+  lock_timeout_ text := current_setting('lock_timeout');
   grant_ record;
   role_ text;
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'strata.changes'::regclass AND attname = 'entity_key') THEN
+  IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = old_log AND attname = 'entity_key') THEN
     RETURN;
   END IF;
+  PERFORM set_config('lock_timeout', '200ms', true);
+  PERFORM strata.watch(table_name, type_name, array_to_string(key_columns, ','), tenant_column) FROM strata.watched;
   CREATE TEMP TABLE strata_old_grants ON COMMIT DROP AS
-    SELECT DISTINCT a.grantee, a.privilege_type FROM pg_class c, aclexplode(c.relacl) a
-    WHERE c.oid = 'strata.changes'::regclass AND a.grantee <> c.relowner;
+    SELECT DISTINCT 'TABLE' AS kind, a.grantee, a.privilege_type FROM pg_class c, aclexplode(c.relacl) a
+    WHERE c.oid = old_log AND a.grantee <> c.relowner
+    UNION
+    SELECT DISTINCT 'SEQUENCE', a.grantee, a.privilege_type FROM pg_class c, aclexplode(c.relacl) a
+    WHERE c.oid = 'strata.changes_seq_seq'::regclass AND a.grantee <> c.relowner;
   DROP TABLE strata.changes;
   PERFORM strata.create_log();
+  EXECUTE format('ALTER TABLE strata.changes OWNER TO %I', owner_);
   UPDATE strata.changes_state SET epoch = md5(random()::text || clock_timestamp()::text), pruned_through = 0, checkpoint = 0;
-  IF (SELECT value FROM strata.meta WHERE key = 'changes_version') = '1' THEN
-    PERFORM strata.watch(table_name, type_name, array_to_string(key_columns, ','), tenant_column) FROM strata.watched;
-  END IF;
   FOR grant_ IN SELECT * FROM strata_old_grants LOOP
     role_ := CASE WHEN grant_.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(grant_.grantee)) END;
-    EXECUTE format('GRANT %s ON strata.changes TO %s', grant_.privilege_type, role_);
-    IF grant_.privilege_type = 'INSERT' THEN
+    EXECUTE format('GRANT %s ON %s %s TO %s', grant_.privilege_type, grant_.kind,
+      CASE grant_.kind WHEN 'TABLE' THEN 'strata.changes' ELSE 'strata.changes_seq_seq' END, role_);
+    IF grant_.kind = 'TABLE' AND grant_.privilege_type = 'INSERT' THEN
       EXECUTE format('GRANT INSERT ON strata.changes_inbox TO %s', role_);
     END IF;
   END LOOP;
   DROP TABLE strata_old_grants;
+  INSERT INTO strata.meta (key, value) VALUES ('changes_version', '2')
+  ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+  PERFORM set_config('lock_timeout', lock_timeout_, true);
 END
 $$;
 

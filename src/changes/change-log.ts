@@ -5,7 +5,7 @@ import type { ChangeSink } from './source.js'
 
 /** Full drains before reading what they moved, so that a bulk load never holds up reading. */
 const MAX_DRAINS_PER_READ = 8
-/** Log rows (one per drain, up to `batch` changes each) per read. */
+/** Log rows (one per drain, up to `batch` changes each) per read, at most; reads also stop near `batch` changes. */
 const DRAINS_PER_READ = 16
 
 /** What the reader needs from the connection that owns it. */
@@ -64,10 +64,8 @@ export class ChangeLogReader {
         do {
           this.#again = false
           if (this.#drains) {
-            let drains = 0
-            while ((await this.#drain()) && ++drains < MAX_DRAINS_PER_READ);
-            // More to move (a bulk load): read what moved first, then go on.
-            if (drains === MAX_DRAINS_PER_READ) this.#again = true
+            // A bulk load: what is left waits for the next read, so reading never waits for it.
+            for (let drains = 1; (await this.#drain()) && drains < MAX_DRAINS_PER_READ; drains++);
           }
           while (await this.#readBatch());
         } while (this.#again)
@@ -94,7 +92,7 @@ export class ChangeLogReader {
 
   /** One batch; resolves whether a full batch came back (read again). */
   async #readBatch(): Promise<boolean> {
-    const { sink, schema, mode } = this.access
+    const { sink, schema, batch, mode } = this.access
     const cursor = this.#cursor
     const { rows } = await this.access.query(
       `SELECT st.epoch, st.pruned_through::text AS pruned, st.checkpoint::text AS checkpoint,
@@ -103,12 +101,16 @@ export class ChangeLogReader {
               c.seq::text AS seq, k.type_name, k.entity_key, k.tenant
        FROM ${schema}.changes_state st
        LEFT JOIN LATERAL (
-         SELECT seq, type_names, entity_keys, tenants FROM ${schema}.changes
-         WHERE seq > $1 OR seq = ANY ($2::bigint[]) ORDER BY seq LIMIT $3
+         SELECT * FROM (
+           SELECT seq, type_names, entity_keys, tenants,
+                  sum(cardinality(entity_keys)) OVER (ORDER BY seq) - cardinality(entity_keys) AS before
+           FROM ${schema}.changes
+           WHERE seq > $1 OR seq = ANY ($2::bigint[]) ORDER BY seq LIMIT $3
+         ) l WHERE l.before < $4 -- at most about $4 changes (and at least one log row) per read
        ) c ON true
        LEFT JOIN LATERAL unnest(c.type_names, c.entity_keys, c.tenants) AS k (type_name, entity_key, tenant) ON true
        ORDER BY c.seq`,
-      [cursor?.maxSeen ?? Number.MAX_SAFE_INTEGER, cursor?.holes ?? [], DRAINS_PER_READ],
+      [cursor?.maxSeen ?? Number.MAX_SAFE_INTEGER, cursor?.holes ?? [], DRAINS_PER_READ, batch],
     )
     this.lastRead = Date.now()
     // Every reader invalidates every tier: a follower that cleaned only its memory tier could
@@ -158,7 +160,13 @@ export class ChangeLogReader {
       })
     }
     const before = cursor.low
-    const fresh = cursor.accept(changes, { xmin: BigInt(String(head.xmin)), xmax: BigInt(String(head.xmax)) })
+    // Cut by a limit: log rows past the last one returned may be there, so no hole is settled yet.
+    const more = logRows.size >= DRAINS_PER_READ || changes.length >= batch
+    const fresh = cursor.accept(
+      changes,
+      { xmin: BigInt(String(head.xmin)), xmax: BigInt(String(head.xmax)) },
+      !more,
+    )
     // Holes are never dropped: forgetting one would skip a change that commits later.
     if (cursor.holes.length > 100_000 && !this.#warnedHoles) {
       this.#warnedHoles = true
@@ -183,7 +191,7 @@ export class ChangeLogReader {
     if (this.access.leader() && mode === 'listen' && fresh.length > 0) {
       await this.access.query(`SELECT pg_notify($1, $2)`, [this.access.channel, String(cursor.maxSeen)])
     }
-    return logRows.size >= DRAINS_PER_READ
+    return more
   }
 
   async #recordedEpoch(): Promise<string | undefined> {

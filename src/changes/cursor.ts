@@ -57,7 +57,7 @@ export class LogCursor {
    * `snapshot`) and returns those not applied yet. `complete` is false when the read was cut by a
    * limit: seqs above the last returned row are then not holes yet.
    */
-  accept(rows: readonly ChangeRow[], snapshot: Snapshot): ChangeRow[] {
+  accept(rows: readonly ChangeRow[], snapshot: Snapshot, complete = true): ChangeRow[] {
     const fresh: ChangeRow[] = []
     const previousMax = this.#maxSeen
     let top = previousMax
@@ -76,7 +76,8 @@ export class LogCursor {
       if (!seen.has(seq)) this.#holes.set(seq, snapshot.xmax)
     }
     this.#maxSeen = top
-    for (const [seq, xmax] of this.#holes) if (snapshot.xmin >= xmax) this.#holes.delete(seq)
+    // A hole the limit kept out of this read may be filled: settle holes only after a complete read.
+    if (complete) for (const [seq, xmax] of this.#holes) if (snapshot.xmin >= xmax) this.#holes.delete(seq)
     return fresh
   }
 }

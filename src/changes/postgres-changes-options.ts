@@ -42,7 +42,7 @@ export interface PostgresChangesOptions {
   retentionMs?: number
   /** @default 30000 */
   pruneIntervalMs?: number
-  /** Rows per read. @default 5000 */
+  /** Changes per drain, and about per read (one invalidation call). @default 5000 */
   batch?: number
   /** How often the listener connection is pinged. @default 5000 */
   pingMs?: number

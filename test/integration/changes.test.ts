@@ -226,6 +226,27 @@ describe('database changes invalidate the cache', () => {
     expect(vacuumed).toBe(true)
   })
 
+  it('a bulk load is drained and read in bounded steps, and a change after it still arrives', async () => {
+    const { server, strata } = await instance()
+    await server.query(POST, { id: '1' })
+    await admin.query(
+      `INSERT INTO ${data}.post (id, title) SELECT g, 'bulk' FROM generate_series(1000, 13999) g`,
+    )
+    await admin.query(`UPDATE ${data}.post SET title = 'after-bulk' WHERE id = 1`)
+    try {
+      expect(await waitFor(async () => (await titleOf(server, 1))?.title === 'after-bulk', 5000)).toBe(true)
+      const log = await admin.query(
+        `SELECT max(cardinality(entity_keys))::int AS largest, max(seq)::int AS last FROM ${strataSchema}.changes`,
+      )
+      expect(log.rows[0].largest).toBeLessThanOrEqual(5000) // a drain moves one batch
+      expect(
+        await waitFor(async () => (strata.changes()?.appliedThrough ?? 0) >= log.rows[0].last, 2000),
+      ).toBe(true)
+    } finally {
+      await admin.query(`DELETE FROM ${data}.post WHERE id >= 1000`)
+    }
+  })
+
   it('a composite-key table', async () => {
     const { server } = await instance()
     const line = 'query { line(orderId: "1", pos: 2) { orderId pos qty } }'

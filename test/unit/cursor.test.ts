@@ -47,6 +47,15 @@ describe('change log cursor', () => {
     expect(cursor.low).toBe(4)
   })
 
+  it('settles no hole after a read cut by a limit: the row filling it may be just past the limit', () => {
+    const cursor = new LogCursor(0)
+    cursor.accept([row(1), row(3)], snap(5, 8))
+    cursor.accept([], snap(8, 9), false) // xid 5-7 finished, but this read stopped early
+    expect(cursor.holes).toEqual([2])
+    expect(cursor.accept([row(2)], snap(8, 9)).map((r) => r.seq)).toEqual([2])
+    expect(cursor.low).toBe(3)
+  })
+
   it('does not apply a row twice when it is read again', () => {
     const cursor = new LogCursor(0)
     cursor.accept([row(1), row(2)], snap(1, 1))
