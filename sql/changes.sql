@@ -17,8 +17,8 @@ CREATE SCHEMA IF NOT EXISTS strata;
 -- Writers' triggers append the changed keys here, inside the writer's transaction, and nothing else:
 -- no sequence (one hot counter for every writer) and no index (one hot right-most page). UNLOGGED: no
 -- WAL either. The leading instance moves committed rows into strata.changes every few milliseconds
--- (strata.drain), so the table stays small; vacuum_truncate is off so that vacuuming it never takes a
--- lock writers would wait for.
+-- (strata.drain), so the table stays small. vacuum_truncate is off, so that routine vacuuming never
+-- takes a lock writers would wait for; the leader truncates it only when a bulk load left it large.
 CREATE UNLOGGED TABLE IF NOT EXISTS strata.changes_inbox (
   type_name text NOT NULL,
   entity_key text NOT NULL,
@@ -29,7 +29,8 @@ CREATE UNLOGGED TABLE IF NOT EXISTS strata.changes_inbox (
 -- arrays (one row per change cost a drain 2.4 times as much, mostly in index and tuple overhead).
 -- Written only by strata.drain, read by every instance from where it left off. UNLOGGED: a crash
 -- empties it, which listeners detect (the epoch row below disappears with it) and answer by flushing
--- the cache. The arrays are stored uncompressed: compressing them cost more than it saved.
+-- the cache. The arrays are stored uncompressed: compressing them (pglz) made a drain a fifth dearer,
+-- for a table whose rows are pruned after minutes.
 CREATE OR REPLACE FUNCTION strata.create_log() RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
   IF to_regclass('strata.changes') IS NOT NULL THEN
