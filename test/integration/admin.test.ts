@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { memoryTier, type StrataPlugin, useStrata } from '../../src/index.js'
 import { redisTier } from '../../src/redis.js'
 import { BlogStore, blogSchema } from '../support/blog.js'
-import { startServer, type TestServer } from '../support/server.js'
+import { startStrataServer, type TestServer } from '../support/server.js'
 import { serviceUrl } from '../support/services.js'
 import { sleep, waitFor } from '../support/wait.js'
 
@@ -43,12 +43,7 @@ async function start(extra: { warm?: boolean } = {}) {
       ? { warm: { operations: [{ query: 'query Warm { posts { id title } }', headers: acme }] } }
       : {}),
   })
-  const server = await startServer({ schema: blogSchema(new BlogStore()), plugins: [plugin] })
-  closers.push(
-    () => client.quit(),
-    () => plugin.strata.close(),
-    () => server.close(),
-  )
+  const server = await startStrataServer(blogSchema(new BlogStore()), plugin, closers, () => client.quit())
   await plugin.strata.ready()
   return { server, strata: plugin.strata, registry }
 }
@@ -274,11 +269,7 @@ describe('metrics and warming', () => {
         afterFlush: true,
       },
     })
-    const server = await startServer({ schema: blogSchema(new BlogStore()), plugins: [plugin] })
-    closers.push(
-      () => plugin.strata.close(),
-      () => server.close(),
-    )
+    const server = await startStrataServer(blogSchema(new BlogStore()), plugin, closers)
     await plugin.strata.ready()
     expect(lines.some((line) => line.includes('warm-up operation failed'))).toBe(true)
     expect((await server.query('query Warm { posts { id } }', {}, acme)).cache).toBe('HIT')

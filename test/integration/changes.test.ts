@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { memoryTier, type StrataPlugin, useStrata } from '../../src/index.js'
 import { postgresChanges } from '../../src/postgres.js'
 import { createPgBlog } from '../support/pg-blog.js'
-import { startServer, type TestServer } from '../support/server.js'
+import { startStrataServer, type TestServer } from '../support/server.js'
 import { serviceUrl } from '../support/services.js'
 import { sleep, waitFor } from '../support/wait.js'
 
@@ -52,12 +52,7 @@ async function instance(options: { mode?: 'listen' | 'poll' } = {}) {
       followerPollMs: 200,
     }),
   })
-  const server = await startServer({ schema: blog.schema, plugins: [plugin] })
-  closers.push(
-    () => pool.end(),
-    () => plugin.strata.close(),
-    () => server.close(),
-  )
+  const server = await startStrataServer(blog.schema, plugin, closers, () => pool.end())
   if (!(await waitFor(async () => plugin.strata.cache.localTrusted, 5000)))
     throw new Error('change source did not start')
   return { server, strata: plugin.strata, pool }

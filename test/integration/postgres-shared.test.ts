@@ -6,7 +6,7 @@ import { type CacheTier, memoryTier, type StrataPlugin, useStrata } from '../../
 import { postgresTier } from '../../src/postgres.js'
 import { redisTier } from '../../src/redis.js'
 import { BlogStore, blogSchema } from '../support/blog.js'
-import { startServer } from '../support/server.js'
+import { startStrataServer } from '../support/server.js'
 import { serviceUrl } from '../support/services.js'
 import { sleep, waitFor } from '../support/wait.js'
 
@@ -23,11 +23,7 @@ async function pool(options: pg.PoolConfig = {}) {
 
 async function instance(tiers: CacheTier[], store: BlogStore, breaker = {}) {
   const plugin: StrataPlugin = useStrata({ tenant: false, debug: true, tiers, breaker })
-  const server = await startServer({ schema: blogSchema(store), plugins: [plugin] })
-  closers.push(
-    () => plugin.strata.close(),
-    () => server.close(),
-  )
+  const server = await startStrataServer(blogSchema(store), plugin, closers)
   await waitFor(() => plugin.strata.cache.localTrusted, 3000)
   return { server, strata: plugin.strata }
 }

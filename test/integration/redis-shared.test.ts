@@ -5,7 +5,7 @@ import { memoryTier, type StrataPlugin, useStrata } from '../../src/index.js'
 import { redisTier } from '../../src/redis.js'
 import { BlogStore, blogSchema } from '../support/blog.js'
 import { type FaultProxy, startProxy } from '../support/proxy.js'
-import { startServer } from '../support/server.js'
+import { startStrataServer } from '../support/server.js'
 import { serviceUrl } from '../support/services.js'
 import { sleep, waitFor } from '../support/wait.js'
 
@@ -24,11 +24,8 @@ async function instance(redisUrl: string, namespace: string, store: BlogStore) {
     tiers: [memoryTier(), redisTier({ client, namespace, shards: 4, skewToleranceMs: 50 })],
     breaker: { cooldownMs: 100 },
   })
-  const server = await startServer({ schema: blogSchema(store), plugins: [plugin] })
-  closers.push(
-    () => client.quit().catch(() => undefined),
-    () => plugin.strata.close(),
-    () => server.close(),
+  const server = await startStrataServer(blogSchema(store), plugin, closers, () =>
+    client.quit().catch(() => undefined),
   )
   await waitFor(() => plugin.strata.cache.localTrusted, 2000)
   return { server, strata: plugin.strata }

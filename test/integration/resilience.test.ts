@@ -10,7 +10,7 @@ import type { BusMessage } from '../../src/tiers/tier.js'
 import { BlogStore, blogSchema } from '../support/blog.js'
 import { createPgBlog } from '../support/pg-blog.js'
 import { startProxy } from '../support/proxy.js'
-import { startServer } from '../support/server.js'
+import { startStrataServer } from '../support/server.js'
 import { serviceUrl } from '../support/services.js'
 import { sleep, waitFor } from '../support/wait.js'
 
@@ -27,12 +27,7 @@ async function redisInstance(namespace: string) {
     tenant: false,
     tiers: [memoryTier(), redisTier({ client, namespace })],
   })
-  const server = await startServer({ schema: blogSchema(new BlogStore()), plugins: [plugin] })
-  closers.push(
-    () => client.quit(),
-    () => plugin.strata.close(),
-    () => server.close(),
-  )
+  const server = await startStrataServer(blogSchema(new BlogStore()), plugin, closers, () => client.quit())
   await plugin.strata.ready()
   return { server, strata: plugin.strata, client }
 }
@@ -157,14 +152,14 @@ describe('the change listener survives a hostile network', () => {
         ...options,
       }),
     })
-    const server = await startServer({ schema: blog.schema, plugins: [plugin] })
-    closers.push(
+    const _server = await startStrataServer(
+      blog.schema,
+      plugin,
+      closers,
       () => admin.end(),
       () => admin.query(`DROP SCHEMA IF EXISTS ${name}_strata CASCADE`),
       () => blog.drop(),
       () => pool.end(),
-      () => plugin.strata.close(),
-      () => server.close(),
     )
     return { admin, name, strata: plugin.strata }
   }

@@ -6,7 +6,7 @@ import { memoryTier, type StrataPlugin, useStrata } from '../../src/index.js'
 import { postgresChanges } from '../../src/postgres.js'
 import { redisTier } from '../../src/redis.js'
 import { createPgBlog } from '../support/pg-blog.js'
-import { startServer, type TestServer } from '../support/server.js'
+import { startStrataServer, type TestServer } from '../support/server.js'
 import { serviceUrl } from '../support/services.js'
 
 /**
@@ -42,12 +42,12 @@ async function instance(namespace: string): Promise<{ server: TestServer; strata
     tiers: [memoryTier(), redisTier({ client, namespace, shards: 4 })],
     changes: postgresChanges({ pool, schema: strataSchema, pollMs: 20, followerPollMs: 200 }),
   })
-  const server = await startServer({ schema: blog.schema, plugins: [plugin] })
-  closers.push(
+  const server = await startStrataServer(
+    blog.schema,
+    plugin,
+    closers,
     () => pool.end(),
     () => client.quit(),
-    () => plugin.strata.close(),
-    () => server.close(),
   )
   for (let i = 0; i < 500 && !plugin.strata.cache.localTrusted; i++) await sleep(10)
   return { server, strata: plugin.strata }

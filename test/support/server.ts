@@ -25,6 +25,25 @@ export interface TestServer {
   close(): Promise<void>
 }
 
+/**
+ * Starts a server with Strata's `plugin` and queues closing it on `closers` (run in reverse): the
+ * server first, then the plugin, then `resources`, in reverse of the order given.
+ */
+export async function startStrataServer(
+  schema: GraphQLSchema,
+  plugin: Plugin & { strata: { close(): Promise<unknown> } },
+  closers: (() => Promise<unknown>)[],
+  ...resources: (() => Promise<unknown>)[]
+): Promise<TestServer> {
+  const server = await startServer({ schema, plugins: [plugin] })
+  closers.push(
+    ...resources,
+    () => plugin.strata.close(),
+    () => server.close(),
+  )
+  return server
+}
+
 /** Starts a real Yoga server over HTTP on an ephemeral loopback port. */
 export async function startServer(options: {
   schema: GraphQLSchema
