@@ -148,21 +148,20 @@ BEGIN
   -- One function per trigger, with static SQL: plans are cached and no branch is evaluated per call.
   PERFORM strata.record_function(fn, format('SELECT %L, %s, %s FROM new_rows r', p_type_name, key_expr, tenant_expr));
   PERFORM strata.record_function(fn || '_old', format('SELECT %L, %s, %s FROM old_rows r', p_type_name, key_expr, tenant_expr));
-  PERFORM strata.record_function(fn || '_key', format('VALUES (%L, %s, %s)', p_type_name, old_key_expr, old_tenant_expr));
-  PERFORM strata.record_function(fn || '_upd', format(
-    'SELECT %L, %s, %s FROM new_rows r UNION ALL SELECT %L, %s, %s FROM old_rows r WHERE NOT EXISTS (SELECT 1 FROM new_rows n WHERE %s)',
-    p_type_name, key_expr, tenant_expr, p_type_name, key_expr, tenant_expr, same_key));
 
   EXECUTE format('CREATE OR REPLACE TRIGGER strata_changes_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION strata.%I()', p_table, fn);
   EXECUTE format('CREATE OR REPLACE TRIGGER strata_changes_del AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION strata.%I()', p_table, fn || '_old');
   IF partitioned THEN
-    EXECUTE format('DROP TRIGGER IF EXISTS strata_changes_key ON %s', p_table);
+    PERFORM strata.record_function(fn || '_upd', format(
+      'SELECT %L, %s, %s FROM new_rows r UNION ALL SELECT %L, %s, %s FROM old_rows r WHERE NOT EXISTS (SELECT 1 FROM new_rows n WHERE %s)',
+      p_type_name, key_expr, tenant_expr, p_type_name, key_expr, tenant_expr, same_key));
     EXECUTE format('CREATE OR REPLACE TRIGGER strata_changes_upd AFTER UPDATE ON %s
       REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION strata.%I()',
       p_table, fn || '_upd');
   ELSE
+    PERFORM strata.record_function(fn || '_key', format('VALUES (%L, %s, %s)', p_type_name, old_key_expr, old_tenant_expr));
     EXECUTE format('CREATE OR REPLACE TRIGGER strata_changes_upd AFTER UPDATE ON %s REFERENCING NEW TABLE AS new_rows
       FOR EACH STATEMENT EXECUTE FUNCTION strata.%I()', p_table, fn);
     PERFORM strata.key_trigger(p_table, cols, NOT strata.rewrites_keys(p_table));
