@@ -30,6 +30,7 @@ for t in plain watched; do
   printf '\\set id random(1, 100000)\nUPDATE strata_bench_%s SET v = v + 1 WHERE id = :id;\n' "$t" > "$work/$t.sql"
 done
 
+inboxes="strata.changes_inbox, strata.changes_inbox_int4, strata.changes_inbox_int8, strata.changes_inbox_text, strata.changes_inbox_uuid"
 # The leader's database work, as a psql script: drain, read, checkpoint, notify, sleep 20 ms; VACUUM every second.
 {
   echo "SELECT coalesce(max(seq), 0) AS seq FROM strata.changes \\gset"
@@ -39,12 +40,12 @@ done
     echo "UPDATE strata.changes_state SET checkpoint = greatest(checkpoint, :seq);"
     echo "SELECT pg_notify('strata_changes', :'seq');"
     echo "SELECT pg_sleep(0.02);"
-    if (( i % 50 == 0 )); then echo "VACUUM (SKIP_LOCKED, TRUNCATE false) strata.changes_inbox;"; fi
+    if (( i % 50 == 0 )); then echo "VACUUM (SKIP_LOCKED, TRUNCATE false) $inboxes;"; fi
   done
 } > "$work/leader.sql"
 
 run() {
-  psql -q -c "VACUUM strata_bench_$1" -c "VACUUM strata.changes_inbox" -c CHECKPOINT >/dev/null
+  psql -q -c "VACUUM strata_bench_$1" -c "VACUUM $inboxes" -c CHECKPOINT >/dev/null
   if [ "$1" = watched ]; then
     psql -q -o /dev/null -f "$work/leader.sql" >/dev/null 2>&1 &
     leader_pid=$!

@@ -32,7 +32,8 @@ for t in plain watched; do
   awk -v n="$updates" -v t="$t" 'BEGIN { srand(1); for (i = 0; i < n; i++) printf "UPDATE strata_bench_%s SET v = v + 1 WHERE id = %d;\n", t, 1 + int(rand() * 100000) }' > "$work/$t.sql"
 done
 # The leader's side: moving 100k changes from the inbox into the log (20 drains of 5000).
-fill="INSERT INTO strata.changes_inbox SELECT 'Bench', g::text, NULL FROM generate_series(1, 100000) g;"
+# (strata_bench_watched is keyed by an integer, so its writers record into strata.changes_inbox_int4.)
+fill="INSERT INTO strata.changes_inbox_int4 SELECT 'Bench', g FROM generate_series(1, 100000) g;"
 echo "$fill" > "$work/fill.sql"
 { echo "$fill"; for _ in $(seq 1 20); do echo "SELECT strata.drain(5000);"; done; } > "$work/drain.sql"
 chmod 644 "$work"/*.sql

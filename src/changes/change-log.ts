@@ -151,11 +151,11 @@ export class ChangeLogReader {
     for (const row of rows) {
       if (row.seq === null || row.seq === undefined) continue
       logRows.add(String(row.seq))
-      if (row.entity_key === null || row.entity_key === undefined) continue
+      if (row.type_name === null || row.type_name === undefined) continue
       changes.push({
         seq: Number(row.seq),
         typeName: String(row.type_name),
-        entityKey: String(row.entity_key),
+        entityKey: row.entity_key === null ? null : String(row.entity_key),
         tenant: row.tenant === null ? null : String(row.tenant),
       })
     }
@@ -178,7 +178,7 @@ export class ChangeLogReader {
     if (fresh.length > 0) {
       const tags = new Set<string>()
       for (const change of fresh) {
-        tags.add(entityTag(change.typeName, [change.entityKey]))
+        if (change.entityKey !== null) tags.add(entityTag(change.typeName, [change.entityKey]))
         tags.add(collectionTag(change.typeName))
       }
       await sink.invalidate([...tags], scope)

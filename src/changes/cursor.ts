@@ -2,7 +2,8 @@
 export interface ChangeRow {
   readonly seq: number
   readonly typeName: string
-  readonly entityKey: string
+  /** Null when a key column was NULL: only the type-wide tag is invalidated. */
+  readonly entityKey: string | null
   readonly tenant: string | null
 }
 

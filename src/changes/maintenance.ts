@@ -5,6 +5,14 @@ export type Query = (text: string, params?: unknown[]) => Promise<{ rows: Record
 
 /** How often a draining instance vacuums the inbox (while drains move rows). */
 export const VACUUM_EVERY_MS = 1000
+/** The inboxes writers record into (`sql/changes.sql`): keys as text, and keys of one type each. */
+const INBOXES = [
+  'changes_inbox',
+  'changes_inbox_int4',
+  'changes_inbox_int8',
+  'changes_inbox_text',
+  'changes_inbox_uuid',
+]
 /** An inbox larger than this (a bulk load drained) is also truncated. */
 const TRUNCATE_ABOVE_BYTES = 8 * 1024 * 1024
 
@@ -26,9 +34,9 @@ export class LogMaintenance {
     private readonly logger: Logger,
   ) {}
 
-  /** A drain moved rows: vacuum the inbox if it has not been for a while. */
+  /** A drain moved rows: vacuum the inboxes if they have not been for a while. */
   drained(): void {
-    if (Date.now() - this.#vacuumedAt >= VACUUM_EVERY_MS) this.#start('changes_inbox')
+    if (Date.now() - this.#vacuumedAt >= VACUUM_EVERY_MS) this.#start('inboxes')
   }
 
   /** Pruning deleted log rows. */
@@ -41,30 +49,31 @@ export class LogMaintenance {
     await this.#running
   }
 
-  #start(table: 'changes_inbox' | 'changes'): void {
+  #start(tables: 'inboxes' | 'changes'): void {
     if (this.#running || this.#allowed === false) return
-    if (table === 'changes_inbox') this.#vacuumedAt = Date.now()
-    this.#running = this.#vacuum(table)
+    if (tables === 'inboxes') this.#vacuumedAt = Date.now()
+    this.#running = this.#vacuum(tables === 'inboxes' ? INBOXES : ['changes'])
       .catch((error: unknown) =>
-        this.logger.warn({ err: error, table }, 'strata: VACUUM of a change table failed'),
+        this.logger.warn({ err: error, tables }, 'strata: VACUUM of a change table failed'),
       )
       .finally(() => {
         this.#running = undefined
       })
   }
 
-  async #vacuum(table: 'changes_inbox' | 'changes'): Promise<void> {
-    const relation = `${this.schema}.${table}`
+  async #vacuum(tables: readonly string[]): Promise<void> {
     const { rows } = await this.query(
-      `SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+      `SELECT c.relname AS table,
+              (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
               OR pg_has_role(current_user, c.relowner, 'USAGE')
               OR pg_has_role(current_user, (SELECT datdba FROM pg_database WHERE datname = current_database()), 'USAGE')
               AS allowed,
-              pg_relation_size(c.oid) > $2 AS big
-       FROM pg_class c WHERE c.oid = $1::regclass`,
-      [relation, TRUNCATE_ABOVE_BYTES],
+              pg_relation_size(c.oid) > $3 AS big
+       FROM pg_class c WHERE c.relnamespace = $1::regnamespace AND c.relname = ANY ($2::text[])
+       ORDER BY c.relname`,
+      [this.schema, tables, TRUNCATE_ABOVE_BYTES],
     )
-    this.#allowed ??= rows[0]?.allowed === true
+    this.#allowed ??= rows.length > 0 && rows.every((row) => row.allowed === true)
     if (!this.#allowed) {
       this.logger.warn(
         { schema: this.schema },
@@ -72,8 +81,12 @@ export class LogMaintenance {
       )
       return
     }
-    // Truncating takes a lock writers wait for (briefly): only when a bulk load left the table large.
-    const truncate = rows[0]?.big === true
-    await this.query(`VACUUM (SKIP_LOCKED, TRUNCATE ${truncate}) ${relation}`)
+    // Truncating takes a lock writers wait for (briefly): only when a bulk load left a table large.
+    for (const truncate of [false, true]) {
+      const relations = rows.filter((row) => (row.big === true) === truncate)
+      if (relations.length === 0) continue
+      const list = relations.map((row) => `${this.schema}.${String(row.table)}`).join(', ')
+      await this.query(`VACUUM (SKIP_LOCKED, TRUNCATE ${truncate}) ${list}`)
+    }
   }
 }

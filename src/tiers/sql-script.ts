@@ -5,7 +5,11 @@ import { readFileSync } from 'node:fs'
  * `schema` instead of `strata`.
  */
 export function sqlScript(file: 'install.sql' | 'changes.sql', schema: string): string {
-  const sql = readFileSync(new URL(`../../sql/${file}`, import.meta.url), 'utf8')
+  return inSchema(readFileSync(new URL(`../../sql/${file}`, import.meta.url), 'utf8'), schema)
+}
+
+/** A script written for the schema `strata`, with its objects in `schema` instead. */
+export function inSchema(sql: string, schema: string): string {
   if (schema === 'strata') return sql
   return sql.replace(/\bstrata\.|SCHEMA IF NOT EXISTS strata;/g, (match) => match.replace('strata', schema))
 }

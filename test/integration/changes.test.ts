@@ -242,6 +242,21 @@ describe('database changes invalidate the cache', () => {
     }
   })
 
+  it("a change whose key is NULL invalidates the type's lists", async () => {
+    await admin.query(`CREATE TABLE ${data}.post_flag (post_id int, flag text)`)
+    await admin.query(`SELECT ${strataSchema}.watch('${data}.post_flag', 'Post', 'post_id')`)
+    try {
+      const { server } = await instance()
+      const posts = '{ posts { id } }'
+      await server.query(posts)
+      expect((await server.query(posts)).cache).toBe('HIT')
+      await admin.query(`INSERT INTO ${data}.post_flag VALUES (NULL, 'x')`)
+      expect(await waitFor(async () => (await server.query(posts)).cache === 'MISS', 1000)).toBe(true)
+    } finally {
+      await admin.query(`SELECT ${strataSchema}.unwatch('${data}.post_flag'); DROP TABLE ${data}.post_flag`)
+    }
+  })
+
   it('a composite-key table', async () => {
     const { server } = await instance()
     const line = 'query { line(orderId: "1", pos: 2) { orderId pos qty } }'
