@@ -30,8 +30,7 @@ CREATE UNLOGGED TABLE IF NOT EXISTS strata.changes_inbox (
 -- Tables keyed by one column of a common type, without a tenant column, record into an inbox of that
 -- type instead: the writer stores the key as it is (no conversion to text, no tenant column, no
 -- constraint to check), and the drain converts a batch at once. Each column a writer's INSERT fills
--- and each conversion cost it about 2,000 CPU instructions per statement
--- (npm run bench:triggers:instructions).
+-- and each conversion cost it about 2,000 CPU instructions per statement (bench/RESULTS.md).
 CREATE UNLOGGED TABLE IF NOT EXISTS strata.changes_inbox_int4 (type_name text, entity_key integer)
 WITH (vacuum_truncate = false, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000);
 CREATE UNLOGGED TABLE IF NOT EXISTS strata.changes_inbox_int8 (type_name text, entity_key bigint)
@@ -142,8 +141,8 @@ CREATE TABLE IF NOT EXISTS strata.watched (
 
 -- Watches a table: every committed INSERT, UPDATE and DELETE records the changed rows' keys in an
 -- inbox: the one of the key's type for a single integer, bigint, text, varchar or uuid key and no
--- tenant column, strata.changes_inbox (keys as text) otherwise. Statement-level triggers read the transition tables: new keys for INSERT and
--- UPDATE, old keys for DELETE. An UPDATE that changes a key must record the old key too:
+-- tenant column, strata.changes_inbox (keys as text) otherwise. Statement-level triggers read the
+-- transition tables: new keys for INSERT and UPDATE, old keys for DELETE. An UPDATE that changes a key must record the old key too:
 --   * on a plain table, a row-level trigger does, with a WHEN clause comparing the OLD and NEW keys so
 --     it calls nothing unless a key changed. It is declared UPDATE OF <key columns>, which spares
 --     every other UPDATE even the comparison, unless the table has BEFORE UPDATE row triggers (they
@@ -167,6 +166,8 @@ DECLARE
   fn text := 'record_' || p_table::oid;
   col text;
   inbox text := 'changes_inbox';
+  cells text;
+  old_cells text;
 BEGIN
   IF p_type_name !~ '^[_A-Za-z][_0-9A-Za-z]*$' THEN
     RAISE EXCEPTION 'strata.watch: % is not a GraphQL type name', p_type_name;
@@ -188,8 +189,10 @@ BEGIN
       ELSE inbox END;
   END IF;
   IF inbox <> 'changes_inbox' THEN
-    key_expr := format('r.%I', cols[1]);
+    key_expr := format('r.%I', cols[1]); -- as it is, and typed inboxes have no tenant column
     old_key_expr := format('OLD.%I', cols[1]);
+    tenant_expr := NULL;
+    old_tenant_expr := NULL;
   ELSIF array_length(cols, 1) > 1 THEN
     key_expr := format('concat_ws(%L, %s)', ':', key_expr);
     old_key_expr := format('concat_ws(%L, %s)', ':', old_key_expr);
@@ -200,15 +203,12 @@ BEGIN
     tenant_expr := format('r.%I::text', p_tenant_column);
     old_tenant_expr := format('OLD.%I::text', p_tenant_column);
   END IF;
-
-  IF inbox <> 'changes_inbox' THEN
-    tenant_expr := NULL; -- typed inboxes have no tenant column
-    old_tenant_expr := NULL;
-  END IF;
+  cells := concat_ws(', ', key_expr, tenant_expr); -- what one row records, after the type name
+  old_cells := concat_ws(', ', old_key_expr, old_tenant_expr);
 
   -- One function per trigger, with static SQL: plans are cached and no branch is evaluated per call.
-  PERFORM strata.recorder(fn, inbox, format('SELECT %L, %s FROM new_rows r', p_type_name, concat_ws(', ', key_expr, tenant_expr)));
-  PERFORM strata.recorder(fn || '_old', inbox, format('SELECT %L, %s FROM old_rows r', p_type_name, concat_ws(', ', key_expr, tenant_expr)));
+  PERFORM strata.recorder(fn, inbox, format('SELECT %L, %s FROM new_rows r', p_type_name, cells));
+  PERFORM strata.recorder(fn || '_old', inbox, format('SELECT %L, %s FROM old_rows r', p_type_name, cells));
 
   EXECUTE format('CREATE OR REPLACE TRIGGER strata_changes_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION strata.%I()', p_table, fn);
@@ -217,12 +217,12 @@ BEGIN
   IF partitioned THEN
     PERFORM strata.recorder(fn || '_upd', inbox, format(
       'SELECT %L, %s FROM new_rows r UNION ALL SELECT %L, %s FROM old_rows r WHERE NOT EXISTS (SELECT 1 FROM new_rows n WHERE %s)',
-      p_type_name, concat_ws(', ', key_expr, tenant_expr), p_type_name, concat_ws(', ', key_expr, tenant_expr), same_key));
+      p_type_name, cells, p_type_name, cells, same_key));
     EXECUTE format('CREATE OR REPLACE TRIGGER strata_changes_upd AFTER UPDATE ON %s
       REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION strata.%I()',
       p_table, fn || '_upd');
   ELSE
-    PERFORM strata.recorder(fn || '_key', inbox, format('VALUES (%L, %s)', p_type_name, concat_ws(', ', old_key_expr, old_tenant_expr)));
+    PERFORM strata.recorder(fn || '_key', inbox, format('VALUES (%L, %s)', p_type_name, old_cells));
     EXECUTE format('CREATE OR REPLACE TRIGGER strata_changes_upd AFTER UPDATE ON %s REFERENCING NEW TABLE AS new_rows
       FOR EACH STATEMENT EXECUTE FUNCTION strata.%I()', p_table, fn);
     PERFORM strata.key_trigger(p_table, cols, NOT strata.rewrites_keys(p_table));
