@@ -35,7 +35,7 @@ inboxes="strata.changes_inbox, strata.changes_inbox_int4, strata.changes_inbox_i
 {
   echo "SELECT coalesce(max(seq), 0) AS seq FROM strata.changes \\gset"
   for i in $(seq 1 $(((seconds + warmup) * 50 + 500))); do
-    echo "SELECT strata.drain(5000) AS moved \\gset"
+    echo "SELECT strata.drain_inboxes(5000) AS moved \\gset"
     echo "SELECT coalesce(max(seq), :seq) AS seq FROM (SELECT c.seq, k.* FROM (SELECT * FROM strata.changes WHERE seq > :seq ORDER BY seq LIMIT 16) c, unnest(c.type_names, c.entity_keys, c.tenants) AS k) s \\gset"
     echo "UPDATE strata.changes_state SET checkpoint = greatest(checkpoint, :seq);"
     echo "SELECT pg_notify('strata_changes', :'seq');"
@@ -56,7 +56,7 @@ run() {
     kill "$leader_pid" 2>/dev/null || true
     wait "$leader_pid" 2>/dev/null || true
     leader_pid=
-    psql -q -c 'SELECT strata.drain(1000000)' -c 'TRUNCATE strata.changes' >/dev/null
+    psql -q -c 'SELECT strata.drain_inboxes(1000000)' -c 'TRUNCATE strata.changes' >/dev/null
   fi
 }
 plain=()

@@ -4,7 +4,7 @@
 # single-user (`postgres --single`) under `valgrind --tool=callgrind`: UPDATES single-row UPDATEs by
 # primary key on a plain table, then the same on a table under strata.watch(), each from the same
 # pristine copy of the data directory. Prints instructions per UPDATE, net of startup, and what the
-# leader's strata.drain() costs per change it moves from the inbox into the log.
+# leader's strata.drain_inboxes() costs per change it moves from the inbox into the log.
 # Needs valgrind and the PostgreSQL server binaries (pg_config --bindir, or PG_BIN). Run as root it runs
 # the cluster as the postgres user.
 # Env: PG_BIN, UPDATES (2000).
@@ -35,7 +35,7 @@ done
 # (strata_bench_watched is keyed by an integer, so its writers record into strata.changes_inbox_int4.)
 fill="INSERT INTO strata.changes_inbox_int4 SELECT 'Bench', g FROM generate_series(1, 100000) g;"
 echo "$fill" > "$work/fill.sql"
-{ echo "$fill"; for _ in $(seq 1 20); do echo "SELECT strata.drain(5000);"; done; } > "$work/drain.sql"
+{ echo "$fill"; for _ in $(seq 1 20); do echo "SELECT strata.drain_inboxes(5000);"; done; } > "$work/drain.sql"
 chmod 644 "$work"/*.sql
 instructions() {
   rm -rf "$work/data" && cp -a "$work/pristine" "$work/data"
@@ -51,4 +51,4 @@ echo "| table | instructions per UPDATE | ratio |"
 echo "| --- | ---: | ---: |"
 echo "| plain | $plain | 1.00 |"
 echo "| watched (strata.watch) | $watched | $(awk -v w="$watched" -v p="$plain" 'BEGIN {printf "%.3f", w / p}') |"
-echo "Leader: $drain instructions per change moved by strata.drain (100k changes, drains of 5000)"
+echo "Leader: $drain instructions per change moved by strata.drain_inboxes (100k changes, drains of 5000)"

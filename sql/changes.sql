@@ -68,7 +68,7 @@ SELECT strata.create_log();
 -- Moves up to p_limit committed rows from the inboxes into the log, in one transaction, and returns
 -- how many; -1 when another drain holds the lock (it takes those rows). Each inbox that had rows
 -- becomes one log row. Rows a writer commits later stay for the next drain: each DELETE only sees
--- committed rows, so nothing is moved twice or lost. Keys become text here (NULL keys stay NULL).
+-- committed rows, so nothing is moved twice or lost. Keys become text here (a NULL key stays NULL).
 -- One static statement per inbox (plans cached), generated from this list: inbox, key as text,
 -- tenants. Only inboxes that have rows are drained: each statement costs about 90,000 CPU
 -- instructions even when it finds nothing, against about 10,000 per change it moves.
@@ -100,7 +100,7 @@ BEGIN
     END IF;$step$, box.inbox, box.key_text, box.tenants, cardinality(probes));
   END LOOP;
   EXECUTE format($f$
-CREATE OR REPLACE FUNCTION strata.drain(p_limit integer DEFAULT 10000) RETURNS integer
+CREATE OR REPLACE FUNCTION strata.drain_inboxes(p_limit integer DEFAULT 10000) RETURNS integer
 LANGUAGE plpgsql AS $body$
 DECLARE
   moved integer := 0;
@@ -122,6 +122,12 @@ $body$ $f$, array_to_string(probes, ', '), steps);
 END
 $$;
 
+-- What version 2 instances call. Version 3 instances call strata.drain_inboxes, which no older script
+-- replaces: a version 2 instance that reinstalls during a rolling deploy puts back its own
+-- strata.drain (the text inbox only), and the version 3 leader still drains every inbox.
+CREATE OR REPLACE FUNCTION strata.drain(p_limit integer DEFAULT 10000) RETURNS integer
+LANGUAGE sql AS $$ SELECT strata.drain_inboxes(p_limit) $$;
+
 -- One row: the log's identity (a new epoch after a crash) and how far pruning has gone.
 CREATE UNLOGGED TABLE IF NOT EXISTS strata.changes_state (
   one boolean PRIMARY KEY DEFAULT true CHECK (one),
@@ -140,8 +146,9 @@ CREATE TABLE IF NOT EXISTS strata.watched (
 );
 
 -- Watches a table: every committed INSERT, UPDATE and DELETE records the changed rows' keys in an
--- inbox: the one of the key's type for a single integer, bigint, text, varchar or uuid key and no
--- tenant column, strata.changes_inbox (keys as text) otherwise. Statement-level triggers read the
+-- inbox: the one of the key's type for a single integer, bigint, text, varchar or uuid key, no
+-- tenant column and no partitions; strata.changes_inbox (keys as text) otherwise. Composite keys
+-- are joined with ':' (NULL parts skipped). Statement-level triggers read the
 -- transition tables: new keys for INSERT and UPDATE, old keys for DELETE. An UPDATE that changes a key must record the old key too:
 --   * on a plain table, a row-level trigger does, with a WHEN clause comparing the OLD and NEW keys so
 --     it calls nothing unless a key changed. It is declared UPDATE OF <key columns>, which spares
@@ -179,7 +186,9 @@ BEGIN
   SELECT string_agg(format('r.%I::text', c), ', ') INTO key_expr FROM unnest(cols) AS c;
   SELECT string_agg(format('OLD.%I::text', c), ', ') INTO old_key_expr FROM unnest(cols) AS c;
   SELECT string_agg(format('n.%I IS NOT DISTINCT FROM r.%I', c, c), ' AND ') INTO same_key FROM unnest(cols) AS c;
-  IF array_length(cols, 1) = 1 AND p_tenant_column IS NULL THEN
+  -- Partitioned tables keep keys as text: without a key trigger nothing stops ALTER COLUMN ... TYPE
+  -- on their key, which a typed inbox would then refuse.
+  IF array_length(cols, 1) = 1 AND p_tenant_column IS NULL AND NOT partitioned THEN
     inbox := CASE (SELECT atttypid FROM pg_attribute WHERE attrelid = p_table AND attname = cols[1])
       WHEN 'integer'::regtype THEN 'changes_inbox_int4'
       WHEN 'bigint'::regtype THEN 'changes_inbox_int8'
@@ -244,10 +253,11 @@ BEGIN
   EXECUTE format($f$
     CREATE OR REPLACE FUNCTION strata.%I() RETURNS trigger LANGUAGE plpgsql AS $body$
     BEGIN
-      INSERT INTO strata.%I %s;
+      INSERT INTO strata.%s %s;
       RETURN NULL;
     END
-    $body$ $f$, p_name, p_inbox, p_rows);
+    $body$ $f$, p_name, format('%I (%s)', p_inbox,
+      CASE p_inbox WHEN 'changes_inbox' THEN 'type_name, entity_key, tenant' ELSE 'type_name, entity_key' END), p_rows);
 END
 $$;
 
@@ -394,16 +404,21 @@ $$;
 
 -- Upgrading from version 2 (and finishing a fresh install), in one statement:
 --   1. let NULL keys into strata.changes_inbox (version 2 refused them, failing the writer);
---   2. give the roles that may write strata.changes_inbox the same rights on the typed inboxes;
+--   2. give the typed inboxes the owner of strata.changes_inbox (or, failing that, all rights to it),
+--      and the roles that may write strata.changes_inbox the same rights on them;
 --   3. regenerate the triggers of every watched table, so that those keyed by one integer, bigint,
---      text, varchar or uuid column record into the typed inbox.
+--      text, varchar or uuid column record into the typed inbox. A table whose triggers this role
+--      may not replace keeps its version 2 triggers, which record into strata.changes_inbox: still
+--      correct (a warning says to run strata.watch as its owner).
 -- Rows already in strata.changes_inbox are drained as before, and the log is kept: no flush.
 -- Lock waits give up after 200 ms, as above.
 DO $$
 DECLARE
   lock_timeout_ text := current_setting('lock_timeout');
+  owner_ text := (SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'strata.changes_inbox'::regclass);
   grant_ record;
   inbox text;
+  w record;
 BEGIN
   IF (SELECT value FROM strata.meta WHERE key = 'changes_version') = '3' THEN
     RETURN;
@@ -412,16 +427,30 @@ BEGIN
   IF (SELECT attnotnull FROM pg_attribute WHERE attrelid = 'strata.changes_inbox'::regclass AND attname = 'entity_key') THEN
     ALTER TABLE strata.changes_inbox ALTER COLUMN entity_key DROP NOT NULL;
   END IF;
-  FOR grant_ IN
-    SELECT a.grantee, a.privilege_type FROM pg_class c, aclexplode(c.relacl) a
-    WHERE c.oid = 'strata.changes_inbox'::regclass AND a.grantee <> c.relowner
-  LOOP
-    FOREACH inbox IN ARRAY ARRAY['changes_inbox_int4', 'changes_inbox_int8', 'changes_inbox_text', 'changes_inbox_uuid'] LOOP
+  FOREACH inbox IN ARRAY ARRAY['changes_inbox_int4', 'changes_inbox_int8', 'changes_inbox_text', 'changes_inbox_uuid'] LOOP
+    IF owner_ <> current_user THEN
+      BEGIN
+        EXECUTE format('ALTER TABLE strata.%I OWNER TO %I', inbox, owner_);
+      EXCEPTION WHEN insufficient_privilege THEN
+        EXECUTE format('GRANT ALL ON strata.%I TO %I', inbox, owner_);
+      END;
+    END IF;
+    FOR grant_ IN
+      SELECT a.grantee, a.privilege_type FROM pg_class c, aclexplode(c.relacl) a
+      WHERE c.oid = 'strata.changes_inbox'::regclass AND a.grantee <> c.relowner
+    LOOP
       EXECUTE format('GRANT %s ON strata.%I TO %s', grant_.privilege_type, inbox,
         CASE WHEN grant_.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(grant_.grantee)) END);
     END LOOP;
   END LOOP;
-  PERFORM strata.watch(table_name, type_name, array_to_string(key_columns, ','), tenant_column) FROM strata.watched;
+  FOR w IN SELECT * FROM strata.watched LOOP
+    BEGIN
+      PERFORM strata.watch(w.table_name, w.type_name, array_to_string(w.key_columns, ','), w.tenant_column);
+    EXCEPTION WHEN insufficient_privilege THEN
+      RAISE WARNING 'strata: could not regenerate the triggers of % (%): they keep recording into strata.changes_inbox; run strata.watch for it as its owner',
+        w.table_name, SQLERRM;
+    END;
+  END LOOP;
   INSERT INTO strata.meta (key, value) VALUES ('changes_version', '3')
   ON CONFLICT (key) DO UPDATE SET value = excluded.value;
   PERFORM set_config('lock_timeout', lock_timeout_, true);

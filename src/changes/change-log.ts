@@ -5,7 +5,10 @@ import type { ChangeSink } from './source.js'
 
 /** Full drains before reading what they moved, so that a bulk load never holds up reading. */
 const MAX_DRAINS_PER_READ = 8
-/** Log rows (one per drain, up to `batch` changes each) per read, at most; reads also stop near `batch` changes. */
+/**
+ * Log rows (one per drain and inbox that had rows; a drain moves up to `batch` changes) per read, at
+ * most; reads also stop near `batch` changes.
+ */
 const DRAINS_PER_READ = 16
 
 /** What the reader needs from the connection that owns it. */
@@ -82,7 +85,7 @@ export class ChangeLogReader {
 
   /** Moves one batch from the inbox into the log; resolves whether to drain again. */
   async #drain(): Promise<boolean> {
-    const { rows } = await this.access.query(`SELECT ${this.access.schema}.drain($1) AS moved`, [
+    const { rows } = await this.access.query(`SELECT ${this.access.schema}.drain_inboxes($1) AS moved`, [
       this.access.batch,
     ])
     const moved = Number(rows[0]?.moved ?? 0)

@@ -1,4 +1,4 @@
-/** One change; the changes a drain moved share one log row, so one `seq`. */
+/** One change; the changes a drain moved from one inbox share one log row, so one `seq`. */
 export interface ChangeRow {
   readonly seq: number
   readonly typeName: string

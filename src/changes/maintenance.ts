@@ -25,8 +25,8 @@ const TRUNCATE_ABOVE_BYTES = 8 * 1024 * 1024
 export class LogMaintenance {
   #vacuumedAt = 0
   #running: Promise<void> | undefined
-  /** Whether this role may vacuum the tables; checked once. */
-  #allowed: boolean | undefined
+  /** Change tables this role may not vacuum (it does not own them): warned about once, then skipped. */
+  readonly #denied = new Set<string>()
 
   constructor(
     private readonly schema: string,
@@ -50,9 +50,11 @@ export class LogMaintenance {
   }
 
   #start(tables: 'inboxes' | 'changes'): void {
-    if (this.#running || this.#allowed === false) return
+    if (this.#running) return
     if (tables === 'inboxes') this.#vacuumedAt = Date.now()
-    this.#running = this.#vacuum(tables === 'inboxes' ? INBOXES : ['changes'])
+    const names = (tables === 'inboxes' ? INBOXES : ['changes']).filter((name) => !this.#denied.has(name))
+    if (names.length === 0) return
+    this.#running = this.#vacuum(names)
       .catch((error: unknown) =>
         this.logger.warn({ err: error, tables }, 'strata: VACUUM of a change table failed'),
       )
@@ -73,17 +75,18 @@ export class LogMaintenance {
        ORDER BY c.relname`,
       [this.schema, tables, TRUNCATE_ABOVE_BYTES],
     )
-    this.#allowed ??= rows.length > 0 && rows.every((row) => row.allowed === true)
-    if (!this.#allowed) {
+    const denied = rows.filter((row) => row.allowed !== true).map((row) => String(row.table))
+    if (denied.length > 0) {
+      for (const name of denied) this.#denied.add(name)
       this.logger.warn(
-        { schema: this.schema },
-        'strata: this role cannot VACUUM the change tables (not their owner); autovacuum must keep up alone',
+        { schema: this.schema, tables: denied },
+        'strata: this role cannot VACUUM these change tables (not their owner); autovacuum must keep up alone',
       )
-      return
     }
+    const mine = rows.filter((row) => row.allowed === true)
     // Truncating takes a lock writers wait for (briefly): only when a bulk load left a table large.
     for (const truncate of [false, true]) {
-      const relations = rows.filter((row) => (row.big === true) === truncate)
+      const relations = mine.filter((row) => (row.big === true) === truncate)
       if (relations.length === 0) continue
       const list = relations.map((row) => `${this.schema}.${String(row.table)}`).join(', ')
       await this.query(`VACUUM (SKIP_LOCKED, TRUNCATE ${truncate}) ${list}`)

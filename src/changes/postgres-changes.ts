@@ -16,11 +16,12 @@ import type { ChangeSink, ChangeSource, ChangeSourceStatus } from './source.js'
 const MAINTENANCE_TIMEOUT_MS = 300_000
 
 /**
- * The leader's session lock. Version 2 drains the inbox; a version 1 leader would not, so the key
- * changed with it: during a rolling upgrade each version elects its own leader.
+ * The leader's session lock. It changes with each version of change capture, so that during a
+ * rolling upgrade each version elects its own leader: a version 1 leader would not drain at all, and
+ * a version 2 leader whose install put back its own `drain()` would drain only the text inbox.
  */
 function leaderLock(schema: string): string {
-  return `graphql-strata changes v2 ${schema}`
+  return `graphql-strata changes v3 ${schema}`
 }
 
 /** Database changes, captured by triggers (`strata.watch(...)`) into a change log, invalidate the cache. */
