@@ -31,14 +31,30 @@ CREATE UNLOGGED TABLE IF NOT EXISTS strata.changes_inbox (
 -- type instead: the writer stores the key as it is (no conversion to text, no tenant column, no
 -- constraint to check), and the drain converts a batch at once. Each column a writer's INSERT fills
 -- and each conversion cost it about 2,000 CPU instructions per statement (bench/RESULTS.md).
-CREATE UNLOGGED TABLE IF NOT EXISTS strata.changes_inbox_int4 (type_name text, entity_key integer)
-WITH (vacuum_truncate = false, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000);
-CREATE UNLOGGED TABLE IF NOT EXISTS strata.changes_inbox_int8 (type_name text, entity_key bigint)
-WITH (vacuum_truncate = false, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000);
-CREATE UNLOGGED TABLE IF NOT EXISTS strata.changes_inbox_text (type_name text, entity_key text)
-WITH (vacuum_truncate = false, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000);
-CREATE UNLOGGED TABLE IF NOT EXISTS strata.changes_inbox_uuid (type_name text, entity_key uuid)
-WITH (vacuum_truncate = false, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000);
+-- This list is the only one: watch, the drain, the upgrade and the leader's VACUUM find the typed
+-- inboxes (strata.changes_inbox_*) and their key types in the catalog.
+DO $$
+DECLARE
+  box record;
+BEGIN
+  FOR box IN SELECT * FROM (VALUES ('int4', 'integer'), ('int8', 'bigint'), ('text', 'text'), ('uuid', 'uuid'))
+    AS b (suffix, key_type) LOOP
+    EXECUTE format('CREATE UNLOGGED TABLE IF NOT EXISTS strata.%I (type_name text, entity_key %s)
+      WITH (vacuum_truncate = false, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000)',
+      'changes_inbox_' || box.suffix, box.key_type);
+  END LOOP;
+END
+$$;
+
+-- The typed inboxes and their key types.
+CREATE OR REPLACE FUNCTION strata.typed_inboxes() RETURNS TABLE (inbox text, key_type regtype)
+LANGUAGE sql STABLE AS $$
+  SELECT c.relname::text, a.atttypid::regtype
+  FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'entity_key'
+  WHERE c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = 'strata.changes_inbox'::regclass)
+    AND c.relname LIKE 'changes\_inbox\_%'
+  ORDER BY 1
+$$;
 
 -- The change log, in commit order: one row per drain, holding the changes it moved as parallel
 -- arrays (one row per change cost a drain 2.4 times as much, mostly in index and tuple overhead).
@@ -69,8 +85,8 @@ SELECT strata.create_log();
 -- how many; -1 when another drain holds the lock (it takes those rows). Each inbox that had rows
 -- becomes one log row. Rows a writer commits later stay for the next drain: each DELETE only sees
 -- committed rows, so nothing is moved twice or lost. Keys become text here (a NULL key stays NULL).
--- One static statement per inbox (plans cached), generated from this list: inbox, key as text,
--- tenants. Only inboxes that have rows are drained: each statement costs about 90,000 CPU
+-- One static statement per inbox (plans cached), generated at install: the text inbox first, then
+-- the typed ones. Only inboxes that have rows are drained: each statement costs about 90,000 CPU
 -- instructions even when it finds nothing, against about 10,000 per change it moves.
 DO $$
 DECLARE
@@ -78,13 +94,13 @@ DECLARE
   steps text := '';
   probes text[] := '{}';
 BEGIN
-  FOR box IN SELECT * FROM (VALUES
-    ('changes_inbox', 'entity_key', 'array_agg(tenant)'),
-    ('changes_inbox_int4', 'entity_key::text', 'array_fill(NULL::text, ARRAY[count(*)::int])'),
-    ('changes_inbox_int8', 'entity_key::text', 'array_fill(NULL::text, ARRAY[count(*)::int])'),
-    ('changes_inbox_text', 'entity_key', 'array_fill(NULL::text, ARRAY[count(*)::int])'),
-    ('changes_inbox_uuid', 'entity_key::text', 'array_fill(NULL::text, ARRAY[count(*)::int])')
-  ) AS b (inbox, key_text, tenants) LOOP
+  FOR box IN
+    SELECT 'changes_inbox' AS inbox, 'entity_key' AS key_text, 'array_agg(tenant)' AS tenants
+    UNION ALL
+    SELECT t.inbox, CASE WHEN t.key_type = 'text'::regtype THEN 'entity_key' ELSE 'entity_key::text' END,
+           'array_fill(NULL::text, ARRAY[count(*)::int])'
+    FROM strata.typed_inboxes() t
+  LOOP
     probes := probes || format('EXISTS (SELECT FROM strata.%I)', box.inbox);
     steps := steps || format($step$
     IF waiting[%4$s] AND moved < p_limit THEN
@@ -189,13 +205,9 @@ BEGIN
   -- Partitioned tables keep keys as text: without a key trigger nothing stops ALTER COLUMN ... TYPE
   -- on their key, which a typed inbox would then refuse.
   IF array_length(cols, 1) = 1 AND p_tenant_column IS NULL AND NOT partitioned THEN
-    inbox := CASE (SELECT atttypid FROM pg_attribute WHERE attrelid = p_table AND attname = cols[1])
-      WHEN 'integer'::regtype THEN 'changes_inbox_int4'
-      WHEN 'bigint'::regtype THEN 'changes_inbox_int8'
-      WHEN 'text'::regtype THEN 'changes_inbox_text'
-      WHEN 'character varying'::regtype THEN 'changes_inbox_text'
-      WHEN 'uuid'::regtype THEN 'changes_inbox_uuid'
-      ELSE inbox END;
+    SELECT coalesce(max(t.inbox), 'changes_inbox') INTO inbox FROM strata.typed_inboxes() t
+    WHERE t.key_type = (SELECT CASE atttypid WHEN 'character varying'::regtype THEN 'text'::regtype ELSE atttypid END
+                        FROM pg_attribute WHERE attrelid = p_table AND attname = cols[1]);
   END IF;
   IF inbox <> 'changes_inbox' THEN
     key_expr := format('r.%I', cols[1]); -- as it is, and typed inboxes have no tenant column
@@ -427,7 +439,7 @@ BEGIN
   IF (SELECT attnotnull FROM pg_attribute WHERE attrelid = 'strata.changes_inbox'::regclass AND attname = 'entity_key') THEN
     ALTER TABLE strata.changes_inbox ALTER COLUMN entity_key DROP NOT NULL;
   END IF;
-  FOREACH inbox IN ARRAY ARRAY['changes_inbox_int4', 'changes_inbox_int8', 'changes_inbox_text', 'changes_inbox_uuid'] LOOP
+  FOR inbox IN SELECT t.inbox FROM strata.typed_inboxes() t LOOP
     IF owner_ <> current_user THEN
       BEGIN
         EXECUTE format('ALTER TABLE strata.%I OWNER TO %I', inbox, owner_);

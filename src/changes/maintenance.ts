@@ -5,14 +5,6 @@ export type Query = (text: string, params?: unknown[]) => Promise<{ rows: Record
 
 /** How often a draining instance vacuums the inbox (while drains move rows). */
 export const VACUUM_EVERY_MS = 1000
-/** The inboxes writers record into (`sql/changes.sql`): keys as text, and keys of one type each. */
-const INBOXES = [
-  'changes_inbox',
-  'changes_inbox_int4',
-  'changes_inbox_int8',
-  'changes_inbox_text',
-  'changes_inbox_uuid',
-]
 /** An inbox larger than this (a bulk load drained) is also truncated. */
 const TRUNCATE_ABOVE_BYTES = 8 * 1024 * 1024
 
@@ -52,9 +44,7 @@ export class LogMaintenance {
   #start(tables: 'inboxes' | 'changes'): void {
     if (this.#running) return
     if (tables === 'inboxes') this.#vacuumedAt = Date.now()
-    const names = (tables === 'inboxes' ? INBOXES : ['changes']).filter((name) => !this.#denied.has(name))
-    if (names.length === 0) return
-    this.#running = this.#vacuum(names)
+    this.#running = this.#vacuum(tables)
       .catch((error: unknown) =>
         this.logger.warn({ err: error, tables }, 'strata: VACUUM of a change table failed'),
       )
@@ -63,7 +53,9 @@ export class LogMaintenance {
       })
   }
 
-  async #vacuum(tables: readonly string[]): Promise<void> {
+  async #vacuum(tables: 'inboxes' | 'changes'): Promise<void> {
+    // The inboxes are the text one and the typed ones (strata.changes_inbox_*), whatever sql/changes.sql made.
+    const pattern = tables === 'inboxes' ? 'changes\\_inbox%' : 'changes'
     const { rows } = await this.query(
       `SELECT c.relname AS table,
               (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
@@ -71,11 +63,12 @@ export class LogMaintenance {
               OR pg_has_role(current_user, (SELECT datdba FROM pg_database WHERE datname = current_database()), 'USAGE')
               AS allowed,
               pg_relation_size(c.oid) > $3 AS big
-       FROM pg_class c WHERE c.relnamespace = $1::regnamespace AND c.relname = ANY ($2::text[])
+       FROM pg_class c WHERE c.relnamespace = $1::regnamespace AND c.relname LIKE $2 AND c.relkind = 'r'
        ORDER BY c.relname`,
-      [this.schema, tables, TRUNCATE_ABOVE_BYTES],
+      [this.schema, pattern, TRUNCATE_ABOVE_BYTES],
     )
-    const denied = rows.filter((row) => row.allowed !== true).map((row) => String(row.table))
+    const fresh = rows.filter((row) => !this.#denied.has(String(row.table)))
+    const denied = fresh.filter((row) => row.allowed !== true).map((row) => String(row.table))
     if (denied.length > 0) {
       for (const name of denied) this.#denied.add(name)
       this.logger.warn(
@@ -83,7 +76,7 @@ export class LogMaintenance {
         'strata: this role cannot VACUUM these change tables (not their owner); autovacuum must keep up alone',
       )
     }
-    const mine = rows.filter((row) => row.allowed === true)
+    const mine = fresh.filter((row) => row.allowed === true)
     // Truncating takes a lock writers wait for (briefly): only when a bulk load left a table large.
     for (const truncate of [false, true]) {
       const relations = mine.filter((row) => (row.big === true) === truncate)
