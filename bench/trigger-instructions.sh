@@ -4,7 +4,8 @@
 # single-user (`postgres --single`) under `valgrind --tool=callgrind`: UPDATES single-row UPDATEs by
 # primary key on a plain table, then the same on a table under strata.watch(), each from the same
 # pristine copy of the data directory. Prints instructions per UPDATE, net of startup, and what the
-# leader's strata.drain_inboxes() costs per change it moves from the inbox into the log.
+# leader's strata.drain_inboxes() costs per change it moves from the inbox into the log, in the small
+# drains of steady load and in the large ones after a bulk load.
 # Needs valgrind and the PostgreSQL server binaries (pg_config --bindir, or PG_BIN). Run as root it runs
 # the cluster as the postgres user.
 # Env: PG_BIN, UPDATES (2000).
@@ -31,24 +32,33 @@ echo "SELECT 1;" > "$work/none.sql"
 for t in plain watched; do
   awk -v n="$updates" -v t="$t" 'BEGIN { srand(1); for (i = 0; i < n; i++) printf "UPDATE strata_bench_%s SET v = v + 1 WHERE id = %d;\n", t, 1 + int(rand() * 100000) }' > "$work/$t.sql"
 done
-# The leader's side: moving 100k changes from the inbox into the log (20 drains of 5000).
-# (strata_bench_watched is keyed by an integer, so its writers record into strata.changes_inbox_int4.)
-fill="INSERT INTO strata.changes_inbox_int4 SELECT 'Bench', g FROM generate_series(1, 100000) g;"
-echo "$fill" > "$work/fill.sql"
-{ echo "$fill"; for _ in $(seq 1 20); do echo "SELECT strata.drain_inboxes(5000);"; done; } > "$work/drain.sql"
+# The leader's side (strata_bench_watched is keyed by an integer, so its writers record into
+# strata.changes_inbox_int4):
+#  - ticks: 50 drains of 200 changes each and one VACUUM of the inbox, as the leader does in a second
+#    of 10k changes/s (it drains every 20 ms and vacuums every second);
+#  - bulk: 100k changes waiting at once, moved by 20 drains of 5000.
+tick="INSERT INTO strata.changes_inbox_int4 SELECT 'Bench', g FROM generate_series(1, 200) g;"
+{ for _ in $(seq 1 50); do echo "$tick"; done; } > "$work/ticks_fill.sql"
+{ for _ in $(seq 1 50); do echo "$tick"; echo "SELECT strata.drain_inboxes(5000);"; done
+  echo "VACUUM strata.changes_inbox_int4;"; } > "$work/ticks.sql"
+bulk="INSERT INTO strata.changes_inbox_int4 SELECT 'Bench', g FROM generate_series(1, 100000) g;"
+echo "$bulk" > "$work/bulk_fill.sql"
+{ echo "$bulk"; for _ in $(seq 1 20); do echo "SELECT strata.drain_inboxes(5000);"; done; } > "$work/bulk.sql"
 chmod 644 "$work"/*.sql
 instructions() {
   rm -rf "$work/data" && cp -a "$work/pristine" "$work/data"
   as_pg "valgrind --tool=callgrind --callgrind-out-file=/dev/null '$bin/postgres' --single -D '$work/data' -c synchronous_commit=off postgres < '$work/$1.sql' > /dev/null 2> '$work/$1.err'"
+  if grep -q 'ERROR:' "$work/$1.err"; then grep -m 3 -A 3 'ERROR:' "$work/$1.err" >&2; exit 1; fi
   grep -o 'Collected : [0-9]*' "$work/$1.err" | awk '{print $3}'
 }
 base=$(instructions none)
 plain=$(( ($(instructions plain) - base) / updates ))
 watched=$(( ($(instructions watched) - base) / updates ))
-drain=$(( ($(instructions drain) - $(instructions fill)) / 100000 ))
+ticks=$(( ($(instructions ticks) - $(instructions ticks_fill)) / 10000 ))
+bulk=$(( ($(instructions bulk) - $(instructions bulk_fill)) / 100000 ))
 echo "Command: npm run bench:triggers:instructions (UPDATES=$updates, postgres --single under callgrind, $("$bin/postgres" --version))"
 echo "| table | instructions per UPDATE | ratio |"
 echo "| --- | ---: | ---: |"
 echo "| plain | $plain | 1.00 |"
 echo "| watched (strata.watch) | $watched | $(awk -v w="$watched" -v p="$plain" 'BEGIN {printf "%.3f", w / p}') |"
-echo "Leader: $drain instructions per change moved by strata.drain_inboxes (100k changes, drains of 5000)"
+echo "Leader, instructions per change moved by strata.drain_inboxes: $ticks in drains of 200 with a VACUUM every 50 (a second at 10k changes/s); $bulk in drains of 5000 (100k waiting)"
