@@ -261,6 +261,75 @@ describe('database changes invalidate the cache', () => {
     }
   })
 
+  it('writers and drains at the same time: every committed change reaches the log once, no rolled-back one', async () => {
+    // No instance runs here: two drainers race each other and four writers, with budgets small
+    // enough that drains go both ways (everything waiting, and the first rows by row id).
+    await admin.query(`CREATE TABLE ${data}.burst (id int PRIMARY KEY)`)
+    await admin.query(`SELECT ${strataSchema}.watch('${data}.burst', 'Burst', 'id')`)
+    const pool = new pg.Pool({ connectionString: await serviceUrl('postgres'), max: 6 })
+    try {
+      const start = (await admin.query(`SELECT coalesce(max(seq), 0) AS seq FROM ${strataSchema}.changes`))
+        .rows[0].seq
+      const committed: number[] = []
+      let writing = true
+      const writer = async (w: number) => {
+        const client = await pool.connect()
+        try {
+          for (let t = 0; t < 60; t++) {
+            const first = w * 100_000 + t * 10
+            const rows = 1 + ((t * 7 + w) % 6) // one to six rows per statement
+            await client.query('BEGIN')
+            await client.query(`INSERT INTO ${data}.burst SELECT generate_series($1::int, $2::int)`, [
+              first,
+              first + rows - 1,
+            ])
+            if (t % 3 === 0) await sleep(2) // in flight while drains run
+            if (t % 5 === 4) {
+              await client.query('ROLLBACK')
+            } else {
+              await client.query('COMMIT')
+              for (let id = first; id < first + rows; id++) committed.push(id)
+            }
+          }
+        } finally {
+          client.release()
+        }
+      }
+      const drainer = async (budgets: number[]) => {
+        const client = await pool.connect()
+        try {
+          for (let i = 0; writing; i++) {
+            await client.query(`SELECT ${strataSchema}.drain_inboxes($1)`, [budgets[i % budgets.length]])
+          }
+        } finally {
+          client.release()
+        }
+      }
+      const drains = [drainer([3, 1000]), drainer([7])]
+      await Promise.all([0, 1, 2, 3].map(writer))
+      writing = false
+      await Promise.all(drains)
+      while ((await admin.query(`SELECT ${strataSchema}.drain_inboxes(1000) AS moved`)).rows[0].moved !== 0);
+      const logged = (
+        await admin.query(
+          `SELECT k.entity_key::int AS id FROM ${strataSchema}.changes c, unnest(c.type_names, c.entity_keys) AS k (type_name, entity_key)
+           WHERE c.seq > $1 AND k.type_name = 'Burst'`,
+          [start],
+        )
+      ).rows.map((row) => row.id as number)
+      expect(committed.length).toBeGreaterThan(500)
+      expect(logged.sort((a, b) => a - b)).toEqual(committed.sort((a, b) => a - b))
+      const largest = await admin.query(
+        `SELECT max(cardinality(entity_keys))::int AS n FROM ${strataSchema}.changes WHERE seq > $1`,
+        [start],
+      )
+      expect(largest.rows[0].n).toBeLessThanOrEqual(1000)
+    } finally {
+      await pool.end()
+      await admin.query(`SELECT ${strataSchema}.unwatch('${data}.burst'); DROP TABLE ${data}.burst`)
+    }
+  })
+
   it("a change whose key is NULL invalidates the type's lists", async () => {
     await admin.query(`CREATE TABLE ${data}.post_flag (post_id int, flag text)`)
     await admin.query(`SELECT ${strataSchema}.watch('${data}.post_flag', 'Post', 'post_id')`)
