@@ -8,7 +8,9 @@
 # Each measured run follows an unmeasured warm-up on the same table (throughput ramps up for the first
 # seconds after the VACUUM and CHECKPOINT).
 # Env: PGHOST (127.0.0.1), PGUSER (postgres), PGDATABASE (postgres), RUNS (10), SECONDS_PER_RUN (10),
-# WARMUP_SECONDS (3).
+# WARMUP_SECONDS (3), FLOOR (unset). FLOOR=1 measures the floor of any trigger-based capture instead:
+# the second table gets only a statement-level AFTER UPDATE trigger with a transition table whose
+# PL/pgSQL function does nothing, and no leader runs.
 set -euo pipefail
 export PGHOST=${PGHOST:-127.0.0.1} PGUSER=${PGUSER:-postgres} PGDATABASE=${PGDATABASE:-postgres}
 runs=${RUNS:-10}
@@ -26,6 +28,15 @@ trap cleanup EXIT
 for script in sql/install.sql sql/changes.sql bench/trigger-tables.sql; do
   psql -q -v ON_ERROR_STOP=1 -f "$root/$script" >/dev/null 2>&1
 done
+if [ -n "${FLOOR:-}" ]; then
+  psql -q -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+SET client_min_messages = warning;
+SELECT strata.unwatch('strata_bench_watched');
+CREATE OR REPLACE FUNCTION strata_bench_nothing() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE TRIGGER strata_bench_nothing AFTER UPDATE ON strata_bench_watched REFERENCING NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION strata_bench_nothing();
+SQL
+fi
 for t in plain watched; do
   printf '\\set id random(1, 100000)\nUPDATE strata_bench_%s SET v = v + 1 WHERE id = :id;\n' "$t" > "$work/$t.sql"
 done
@@ -46,7 +57,7 @@ inboxes="strata.changes_inbox, strata.changes_inbox_int4, strata.changes_inbox_i
 
 run() {
   psql -q -c "VACUUM strata_bench_$1" -c "VACUUM $inboxes" -c CHECKPOINT >/dev/null
-  if [ "$1" = watched ]; then
+  if [ "$1" = watched ] && [ -z "${FLOOR:-}" ]; then
     psql -q -o /dev/null -f "$work/leader.sql" >/dev/null 2>&1 &
     leader_pid=$!
   fi
@@ -80,8 +91,10 @@ echo "watched runs: ${watched[*]}"
 echo "| table | median tps | ratio |"
 echo "| --- | ---: | ---: |"
 echo "| plain | $p | 1.00 |"
-echo "| watched (strata.watch, leader draining) | $w | $(awk -v w="$w" -v p="$p" 'BEGIN {printf "%.2f", w / p}') |"
+label="watched (strata.watch, leader draining)"
+[ -n "${FLOOR:-}" ] && label="FLOOR: a statement trigger with a transition table that does nothing"
+echo "| $label | $w | $(awk -v w="$w" -v p="$p" 'BEGIN {printf "%.2f", w / p}') |"
 pairs=()
 for i in "${!plain[@]}"; do pairs+=("$(awk -v w="${watched[$i]}" -v p="${plain[$i]}" 'BEGIN {printf "%.3f", w / p}')"); done
 echo "pairwise ratios (watched / plain, same round): ${pairs[*]}; median $(median "${pairs[@]}")"
-psql -q -c 'DROP TABLE strata_bench_plain, strata_bench_watched' >/dev/null
+psql -q -c 'DROP TABLE strata_bench_plain, strata_bench_watched' -c 'DROP FUNCTION IF EXISTS strata_bench_nothing()' >/dev/null
