@@ -83,17 +83,17 @@ SELECT strata.create_log();
 
 -- Moves up to p_limit committed rows from the inboxes into the log, in one transaction, and returns
 -- how many; -1 when another drain holds the lock (it takes those rows). Each inbox that had rows
--- becomes one log row (two, past p_limit). Keys become text here (a NULL key stays NULL).
+-- becomes one log row. Keys become text here (a NULL key stays NULL).
 -- Nothing is moved twice or lost: only a drain deletes inbox rows (one at a time, under the lock),
--- and each statement reads and deletes under one snapshot, so rows a writer commits meanwhile stay
--- for the next drain. When all that an inbox holds fits in the budget, as it does but after a bulk
--- load, the statement aggregates it and deletes every row it can see: exactly the rows it read,
--- without RETURNING or row ids (half the cost per change of deleting by row id; see
--- bench/RESULTS.md). Otherwise the first rows it reads are deleted by row id, in a statement planned
--- for that list (a plan cached while the inbox was small would compare every row with every id).
--- Static statements (plans cached), generated at install: the text inbox first, then the typed
--- ones. Only inboxes that have rows are drained: each statement costs about 90,000 CPU instructions
--- even when it finds nothing.
+-- and it deletes exactly the rows it read. When all that an inbox holds fits in the budget (always,
+-- but after a bulk load), one statement aggregates it and deletes every row it can see: under the
+-- same snapshot, so exactly the rows it read, with no RETURNING or row ids (half the cost per change
+-- of deleting by row id; see bench/RESULTS.md). Otherwise the drain reads the first rows and deletes
+-- those by row id, in a statement planned for that list (a plan cached while the inbox was small
+-- would compare every row with every id). Rows a writer commits meanwhile wait for the next drain.
+-- Statements are static (plans cached) but that DELETE, generated at install: the text inbox first,
+-- then the typed ones. Only inboxes that have rows are drained: each statement costs about 90,000
+-- CPU instructions even when it finds nothing.
 DO $$
 DECLARE
   box record;
@@ -111,8 +111,8 @@ BEGIN
     steps := steps || format($step$
     IF waiting[%4$s] AND moved < p_limit THEN
       WITH batch AS (
-        SELECT array_agg(type_name) AS types, array_agg(%2$s) AS keys, %3$s AS tenants, count(*)::int AS n
-        FROM (SELECT * FROM strata.%1$I LIMIT p_limit - moved + 1) r
+        SELECT array_agg(type_name) AS types, array_agg(%2$s) AS keys, %3$s AS tenants, count(*) AS n
+        FROM (SELECT * FROM strata.%1$I LIMIT p_limit - moved + 1::bigint) r
       ), emptied AS (
         DELETE FROM strata.%1$I WHERE (SELECT n FROM batch) <= p_limit - moved
       ), logged AS (
@@ -139,7 +139,7 @@ LANGUAGE plpgsql AS $body$
 DECLARE
   moved integer := 0;
   waiting boolean[];
-  waiting_rows integer;
+  waiting_rows bigint;
   bulk_ids tid[];
   first_id tid;
   last_id tid;

@@ -42,7 +42,7 @@ export interface PostgresChangesOptions {
   retentionMs?: number
   /** @default 30000 */
   pruneIntervalMs?: number
-  /** Changes per drain, and about per read (one invalidation call). @default 5000 */
+  /** Changes per drain, and about per read (one invalidation call); at most 1,000,000. @default 5000 */
   batch?: number
   /** How often the listener connection is pinged. @default 5000 */
   pingMs?: number
@@ -69,6 +69,9 @@ export function postgresChangesSql(schema = 'strata'): string {
 }
 
 export type Settings = typeof postgresChangesDefaults & { pool: Database }
+
+/** The largest `batch`: a drain writes up to this many changes into one log row. */
+const MAX_BATCH = 1_000_000
 
 export function validateChangesOptions(options: PostgresChangesOptions): Settings {
   if (typeof options?.pool?.query !== 'function') {
@@ -101,6 +104,12 @@ export function validateChangesOptions(options: PostgresChangesOptions): Setting
         `must be a whole number >= 1, got ${String(settings[name])}`,
       )
     }
+  }
+  if (settings.batch > MAX_BATCH) {
+    throw new StrataOptionError(
+      'postgresChanges.batch',
+      `must be at most ${MAX_BATCH} (a drain writes up to this many changes into one log row), got ${settings.batch}`,
+    )
   }
   return settings
 }

@@ -171,6 +171,8 @@ describe('database changes invalidate the cache', () => {
       const moved = (await log()).slice(before)
       expect(moved.slice(0, 5).sort()).toEqual(['10', '11', '12', '13', '14'])
       expect(moved.slice(5)).toEqual(['8'])
+      await admin.query(`UPDATE ${data}.post SET title = 'last' WHERE id = 8`)
+      expect(await drainUpTo(2 ** 31 - 1)).toBe(1) // the largest budget the function takes
     } finally {
       await writer.query('ROLLBACK').catch(() => undefined)
       writer.release()
