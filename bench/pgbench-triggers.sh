@@ -41,7 +41,8 @@ for t in plain watched; do
   printf '\\set id random(1, 100000)\nUPDATE strata_bench_%s SET v = v + 1 WHERE id = :id;\n' "$t" > "$work/$t.sql"
 done
 
-inboxes="strata.changes_inbox, strata.changes_inbox_int4, strata.changes_inbox_int8, strata.changes_inbox_text, strata.changes_inbox_uuid"
+# Every inbox, as sql/changes.sql made them (the text one and strata.typed_inboxes()).
+inboxes=$(psql -tAc "SELECT string_agg('strata.' || inbox, ', ') FROM (SELECT 'changes_inbox' AS inbox UNION ALL SELECT inbox FROM strata.typed_inboxes()) b")
 # The leader's database work, as a psql script: drain, read, checkpoint, notify, sleep 20 ms; VACUUM every second.
 {
   echo "SELECT coalesce(max(seq), 0) AS seq FROM strata.changes \\gset"
@@ -97,4 +98,5 @@ echo "| $label | $w | $(awk -v w="$w" -v p="$p" 'BEGIN {printf "%.2f", w / p}') 
 pairs=()
 for i in "${!plain[@]}"; do pairs+=("$(awk -v w="${watched[$i]}" -v p="${plain[$i]}" 'BEGIN {printf "%.3f", w / p}')"); done
 echo "pairwise ratios (watched / plain, same round): ${pairs[*]}; median $(median "${pairs[@]}")"
-psql -q -c 'DROP TABLE strata_bench_plain, strata_bench_watched' -c 'DROP FUNCTION IF EXISTS strata_bench_nothing()' >/dev/null
+psql -q -c 'SET client_min_messages = warning' -c 'DROP TABLE strata_bench_plain, strata_bench_watched' \
+  -c 'DROP FUNCTION IF EXISTS strata_bench_nothing()' >/dev/null

@@ -4,7 +4,7 @@ import type { Logger } from 'pino'
 export type Query = (text: string, params?: unknown[]) => Promise<{ rows: Record<string, unknown>[] }>
 
 /** How often a draining instance vacuums the inbox (while drains move rows). */
-export const VACUUM_EVERY_MS = 1000
+const VACUUM_EVERY_MS = 1000
 /** An inbox larger than this (a bulk load drained) is also truncated. */
 const TRUNCATE_ABOVE_BYTES = 8 * 1024 * 1024
 
