@@ -35,9 +35,13 @@ const forbidden = () =>
   new GraphQLError('Forbidden', { extensions: { code: 'FORBIDDEN', http: { status: 403 } } })
 
 type Counts = Record<string, number>
-const purgeResult = (removed: Counts) => ({
+/** What a purge removed from each tier, and the shared tiers it reaches only once they are back. */
+const purgeResult = (engine: StrataEngine, removed: Counts) => ({
   removed: Object.entries(removed).map(([name, count]) => ({ name, count })),
   total: Object.values(removed).reduce((a, b) => a + b, 0),
+  deferred: Object.entries(engine.cache.health())
+    .filter(([, circuit]) => circuit.state === 'open')
+    .map(([name]) => name),
 })
 const counts = (record: Partial<Record<string, number>>) =>
   Object.entries(record).map(([name, count]) => ({ name, count: count ?? 0 }))
@@ -198,6 +202,7 @@ class AdminMutation {
 
   async invalidateOperation(args: { operationName: string }) {
     return purgeResult(
+      this.engine,
       await this.#purgeWhere({
         operationName: args.operationName,
         tenant: scopedTenant(this.access, undefined),
@@ -207,20 +212,25 @@ class AdminMutation {
 
   async flush(args: { tenant?: string | null }) {
     const tenant = scopedTenant(this.access, args.tenant)
-    return purgeResult(await this.engine.clear(tenant === undefined ? undefined : tenant))
+    return purgeResult(this.engine, await this.engine.clear(tenant === undefined ? undefined : tenant))
   }
 
   async #tags(tags: string[]) {
-    if (this.access === 'all') return purgeResult(await this.engine.invalidateTags(tags))
+    if (this.access === 'all') return purgeResult(this.engine, await this.engine.invalidateTags(tags))
     const removed: Counts = {}
     for (const tag of new Set(tags)) {
       const counts = await this.#purgeWhere({ tag, tenant: this.access.tenant })
       for (const [tier, n] of Object.entries(counts)) removed[tier] = (removed[tier] ?? 0) + n
     }
-    return purgeResult(removed)
+    return purgeResult(this.engine, removed)
   }
 
-  /** Deletes, tier by tier, the entries a listing finds (for purges no tag index can answer). */
+  /**
+   * Deletes, tier by tier, the entries a listing finds (for purges no tag index can answer). A shared
+   * tier that fails or is unavailable is purged when it is back, before it is read again (by the tag,
+   * in every tenant, or with no tag entirely), and other instances then drop what the purge could
+   * have matched.
+   */
   async #purgeWhere(filter: {
     tenant: string | null | undefined
     tag?: string
@@ -228,17 +238,11 @@ class AdminMutation {
   }): Promise<Counts> {
     const { engine } = this
     engine.flights.detachAll()
-    if (filter.tag) engine.clock.invalidated([filter.tag])
-    const removed: Counts = {}
-    const deleted = new Set<string>()
-    await Promise.all(
-      engine.cache.tiers.map(async (tier) => {
-        const keys = await purgeTier(tier, filter).catch(() => [])
-        removed[tier.name] = keys.length
-        for (const key of keys) deleted.add(key)
-      }),
-    )
-    await engine.publishDeleted([...deleted])
+    const tags = filter.tag ? [filter.tag] : undefined
+    if (tags) engine.clock.invalidated(tags)
+    const { removed, keys, missed } = await engine.cache.purgeListed((tier) => purgeTier(tier, filter), tags)
+    await engine.publishDeleted(keys)
+    if (missed) await engine.publishUnlisted(tags, filter.tenant)
     return removed
   }
 }

@@ -69,7 +69,12 @@ function adminSdl(name: string, hasMutation: boolean): string {
       lastError: String
     }
     type StrataHealth { localTiersInUse: Boolean! tiers: [StrataTierHealth!]! changes: StrataChangesHealth }
-    type StrataPurge { removed: [StrataCount!]! total: Float! }
+    type StrataPurge {
+      removed: [StrataCount!]!
+      total: Float!
+      "Shared tiers that are unavailable (circuit open): the purge reaches them when they are back, before they serve again."
+      deferred: [String!]!
+    }
   `
 }
 

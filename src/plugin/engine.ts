@@ -156,6 +156,15 @@ export class StrataEngine {
     return keys.length === 0 ? Promise.resolve() : this.#publish({ kind: 'delete', keys })
   }
 
+  /**
+   * Tells other instances to drop, from their local tiers, everything a purge could have matched when
+   * its listing may have missed keys (a shared tier failed during it): the entries of `tags`, or with
+   * none the tenant's entries (all, for `undefined`).
+   */
+  publishUnlisted(tags: readonly string[] | undefined, tenant: string | null | undefined): Promise<void> {
+    return this.#publish(tags && tags.length > 0 ? { kind: 'invalidate', tags } : { kind: 'clear', tenant })
+  }
+
   async #publish(message: BusMessage): Promise<void> {
     if (!this.bus) return
     try {

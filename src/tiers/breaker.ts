@@ -142,6 +142,17 @@ export class TierGuard {
     return 0
   }
 
+  /**
+   * Records that a purge which lists and deletes (no tag index answers it) did not complete on the
+   * tier, because it failed or was unavailable: `tags` are replayed, or with none the tier is cleared,
+   * before it is read again. A failure opens the circuit, as a failed invalidation does.
+   */
+  missed(tags: readonly string[] | undefined, error?: unknown): void {
+    if (tags === undefined || tags.length === 0) this.#pending = 'flush'
+    else this.#remember(tags)
+    if (this.#state === 'closed') this.#failed('purge', error, true)
+  }
+
   stats(): BreakerStats {
     const pendingTags = this.#pending === 'flush' ? 'flush' : this.#pending.size
     return {

@@ -3,7 +3,7 @@ import { Redis } from 'ioredis'
 import pino from 'pino'
 import { Registry } from 'prom-client'
 import { afterEach, describe, expect, it } from 'vitest'
-import { memoryTier, type StrataPlugin, useStrata } from '../../src/index.js'
+import { type CacheTier, memoryTier, type StrataPlugin, useStrata } from '../../src/index.js'
 import { redisTier } from '../../src/redis.js'
 import { BlogStore, blogSchema } from '../support/blog.js'
 import { startStrataServer, type TestServer } from '../support/server.js'
@@ -20,16 +20,43 @@ const ACME_ADMIN = { authorization: 'Bearer tenant:acme' }
 const acme = { 'x-tenant-id': 'acme' }
 const globex = { 'x-tenant-id': 'globex' }
 
-async function start(extra: { warm?: boolean } = {}) {
+/** The tier, except that listing and deleting fail while `fault.down` (a shared tier lost mid-purge). */
+function faulty(tier: CacheTier, fault: { down: boolean }): CacheTier {
+  const gate = <T>(call: () => T): T => {
+    if (fault.down) throw new Error(`${tier.name} is down`)
+    return call()
+  }
+  const createBus = tier.createBus?.bind(tier)
+  return {
+    name: tier.name,
+    shared: tier.shared,
+    get: (key) => tier.get(key),
+    set: (key, entry, options) => tier.set(key, entry, options),
+    delete: (key) => gate(() => tier.delete(key)),
+    invalidate: (tags) => tier.invalidate(tags),
+    clear: (tenant) => tier.clear(tenant),
+    list: (query) => gate(() => tier.list(query)),
+    stats: () => tier.stats(),
+    close: () => tier.close?.(),
+    ...(createBus ? { createBus } : {}),
+  }
+}
+
+async function start(extra: { warm?: boolean; fault?: { down: boolean }; namespace?: string } = {}) {
   const client = new Redis(await serviceUrl('redis'))
   const registry = new Registry()
+  const redis = redisTier({
+    client,
+    namespace: extra.namespace ?? `admin-${randomUUID().slice(0, 8)}`,
+    shards: 2,
+    skewToleranceMs: 0,
+  })
   const plugin: StrataPlugin = useStrata({
     tenant: ({ context }) => context.request.headers.get('x-tenant-id'),
-    tiers: [
-      memoryTier(),
-      redisTier({ client, namespace: `admin-${randomUUID().slice(0, 8)}`, shards: 2, skewToleranceMs: 0 }),
-    ],
-    bus: false,
+    tiers: [memoryTier(), extra.fault ? faulty(redis, extra.fault) : redis],
+    breaker: { cooldownMs: 50 },
+    // Instances that share a namespace talk over its bus.
+    ...(extra.namespace ? {} : { bus: false }),
     metrics: { registry },
     admin: {
       authorize: ({ context }) => {
@@ -236,6 +263,69 @@ describe('the admin field', () => {
         changes: null,
       },
     })
+  })
+})
+
+describe('a purge a shared tier misses', () => {
+  it('is deferred, then applied there before the tier serves again', async () => {
+    const fault = { down: false }
+    const { server } = await start({ fault })
+    await seed(server)
+    const LIST = 'query List { posts { id } }'
+    fault.down = true
+    const purged = strataData<{ invalidateOperation: unknown }>(
+      await admin(
+        server,
+        `mutation { _strata { invalidateOperation(operationName: "List") { ${PURGE} deferred } } }`,
+      ),
+    )
+    // acme's and globex's List from memory; Redis failed while listing.
+    expect(purged.invalidateOperation).toEqual({
+      removed: [
+        { name: 'memory', count: 2 },
+        { name: 'redis', count: 0 },
+      ],
+      total: 2,
+      deferred: ['redis'],
+    })
+    const health = strataData<{ health: { tiers: unknown[] } }>(
+      await admin(server, '{ _strata { health { tiers { tier circuit pendingInvalidations } } } }'),
+    )
+    expect(health.health.tiers[1]).toEqual({ tier: 'redis', circuit: 'open', pendingInvalidations: 'flush' })
+    // While the circuit is open, Redis is not read: no stale hit from it.
+    expect((await server.query(LIST, {}, acme)).cache).not.toBe('HIT')
+    fault.down = false
+    const back = async () =>
+      strataData<{ health: { tiers: { circuit: string }[] } }>(
+        await admin(server, '{ _strata { health { tiers { circuit } } } }'),
+      ).health.tiers[1]?.circuit === 'closed'
+    expect(await waitFor(back, 5000)).toBe(true)
+    // Redis was cleared before it served again: globex's List is not found there either.
+    expect((await server.query(LIST, {}, globex)).cache).toBe('MISS')
+  })
+
+  it('other instances drop from memory all that the purge could have matched', async () => {
+    const namespace = `admin-${randomUUID().slice(0, 8)}`
+    const fault = { down: false }
+    const a = await start({ fault, namespace })
+    const b = await start({ namespace })
+    const LIST = 'query List { posts { id } }'
+    // Only b has globex's List in memory, so a's listing of its own memory cannot find it.
+    expect((await b.server.query(LIST, {}, globex)).cache).toBe('MISS')
+    expect((await b.server.query(LIST, {}, globex)).cache).toBe('HIT')
+    await sleep(30)
+    fault.down = true
+    const purged = strataData<{ invalidateOperation: unknown }>(
+      await admin(
+        a.server,
+        'mutation { _strata { invalidateOperation(operationName: "List") { total deferred } } }',
+      ),
+    )
+    expect(purged.invalidateOperation).toEqual({ total: 0, deferred: ['redis'] })
+    fault.down = false
+    const back = async () => a.strata.cache.health().redis?.state === 'closed'
+    expect(await waitFor(back, 5000)).toBe(true)
+    expect((await b.server.query(LIST, {}, globex)).cache).toBe('MISS')
   })
 })
 

@@ -2,6 +2,8 @@ import pino from 'pino'
 import { describe, expect, it } from 'vitest'
 import { type CacheTier, memoryTier } from '../../src/index.js'
 import { breakerDefaults, TierGuard, TierUnavailable } from '../../src/tiers/breaker.js'
+import { TieredCache } from '../../src/tiers/tiered.js'
+import { entryOf } from '../conformance/tier-suite.js'
 
 const logger = pino({ level: 'silent' })
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -88,6 +90,64 @@ describe('tier circuit breaker', () => {
     expect(guard.available).toBe(true)
     expect(calls.at(-1)).toBe('clear')
     guard.close()
+  })
+
+  it('a listing purge the tier missed is replayed by its tag, or by a clear without one, before it is read again', async () => {
+    for (const [tags, replay] of [
+      [['Post:1'], 'invalidate:Post:1'],
+      [undefined, 'clear'],
+    ] as const) {
+      const { tier, calls, setMode } = flakyTier()
+      const guard = new TierGuard(tier, options, logger)
+      setMode('fail')
+      guard.missed(tags, new Error('down'))
+      expect(guard.available).toBe(false)
+      expect(guard.stats().pendingTags).toBe(tags ? 1 : 'flush')
+      setMode('ok')
+      await sleep(80)
+      expect(guard.available).toBe(true)
+      expect(calls.at(-1)).toBe(replay)
+      guard.close()
+    }
+  })
+
+  it('a tiered listing purge reports what each tier removed, and defers it on a shared tier that fails', async () => {
+    const local = memoryTier()
+    const { tier, calls, setMode } = flakyTier()
+    const cache = new TieredCache([local, tier], logger, options)
+    const entry = entryOf('{"data":{}}', ['Post:1'], { ttlMs: 60_000, tenant: null })
+    cache.set('k1', entry)
+    await sleep(5)
+    const purge = async (t: CacheTier) => {
+      const page = await t.list({ limit: 10 })
+      for (const e of page.entries) await t.delete(e.key)
+      return page.entries.map((e) => e.key)
+    }
+    expect(await cache.purgeListed(purge, ['Post:1'])).toEqual({
+      removed: { memory: 1, flaky: 1 },
+      keys: ['k1'],
+      missed: false,
+    })
+    cache.set('k2', entry)
+    await sleep(5)
+    setMode('fail')
+    expect(await cache.purgeListed(purge, ['Post:1'])).toEqual({
+      removed: { memory: 1, flaky: 0 },
+      keys: ['k2'],
+      missed: true,
+    })
+    expect(cache.health().flaky).toMatchObject({ state: 'open', pendingTags: 1 })
+    // While the circuit is open, a purge is not tried there: it is remembered.
+    const before = calls.length
+    expect((await cache.purgeListed(purge)).missed).toBe(true)
+    expect(calls.length).toBe(before)
+    expect(cache.health().flaky?.pendingTags).toBe('flush')
+    setMode('ok')
+    await sleep(80)
+    expect(cache.health().flaky?.state).toBe('closed')
+    expect(calls.at(-1)).toBe('clear')
+    expect(await tier.get('k2')).toBeUndefined()
+    await cache.close()
   })
 
   it('backs off while the tier stays down', async () => {
