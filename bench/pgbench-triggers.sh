@@ -8,9 +8,11 @@
 # Each measured run follows an unmeasured warm-up on the same table (throughput ramps up for the first
 # seconds after the VACUUM and CHECKPOINT).
 # Env: PGHOST (127.0.0.1), PGUSER (postgres), PGDATABASE (postgres), RUNS (10), SECONDS_PER_RUN (10),
-# WARMUP_SECONDS (3), FLOOR (unset). FLOOR=1 measures the floor of any trigger-based capture instead:
-# the second table gets only a statement-level AFTER UPDATE trigger with a transition table whose
-# PL/pgSQL function does nothing, and no leader runs.
+# WARMUP_SECONDS (3), LEADER (1), FLOOR (unset). LEADER=0 runs the watched table without the leader
+# (its inbox just grows, and is drained after each run): what the writers' triggers cost alone.
+# FLOOR=1 measures the floor of any trigger-based capture instead: the second table gets only a
+# statement-level AFTER UPDATE trigger with a transition table whose PL/pgSQL function does nothing,
+# and no leader runs.
 set -euo pipefail
 export PGHOST=${PGHOST:-127.0.0.1} PGUSER=${PGUSER:-postgres} PGDATABASE=${PGDATABASE:-postgres}
 runs=${RUNS:-10}
@@ -58,7 +60,7 @@ inboxes=$(psql -tAc "SELECT string_agg('strata.' || inbox, ', ') FROM (SELECT 'c
 
 run() {
   psql -q -c "VACUUM strata_bench_$1" -c "VACUUM $inboxes" -c CHECKPOINT >/dev/null
-  if [ "$1" = watched ] && [ -z "${FLOOR:-}" ]; then
+  if [ "$1" = watched ] && [ -z "${FLOOR:-}" ] && [ "${LEADER:-1}" != 0 ]; then
     psql -q -o /dev/null -f "$work/leader.sql" >/dev/null 2>&1 &
     leader_pid=$!
   fi
@@ -68,6 +70,8 @@ run() {
     kill "$leader_pid" 2>/dev/null || true
     wait "$leader_pid" 2>/dev/null || true
     leader_pid=
+  fi
+  if [ "$1" = watched ] && [ -z "${FLOOR:-}" ]; then
     psql -q -c 'SELECT strata.drain_inboxes(1000000)' -c 'TRUNCATE strata.changes' >/dev/null
   fi
 }
@@ -85,7 +89,7 @@ done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 p=$(median "${plain[@]}")
 w=$(median "${watched[@]}")
-echo "Command: npm run bench:triggers (RUNS=$runs SECONDS_PER_RUN=$seconds WARMUP_SECONDS=$warmup, pgbench -c 32 -j 2, single-row UPDATE, ABBA order)"
+echo "Command: npm run bench:triggers (RUNS=$runs SECONDS_PER_RUN=$seconds WARMUP_SECONDS=$warmup LEADER=${LEADER:-1}, pgbench -c 32 -j 2, single-row UPDATE, ABBA order)"
 echo "Machine: $(nproc) cores, $(psql -tAc 'SHOW server_version'), PostgreSQL on the same host as pgbench"
 echo "plain runs:   ${plain[*]}"
 echo "watched runs: ${watched[*]}"
@@ -93,6 +97,7 @@ echo "| table | median tps | ratio |"
 echo "| --- | ---: | ---: |"
 echo "| plain | $p | 1.00 |"
 label="watched (strata.watch, leader draining)"
+[ "${LEADER:-1}" = 0 ] && label="watched (strata.watch, no leader: the triggers alone)"
 [ -n "${FLOOR:-}" ] && label="FLOOR: a statement trigger with a transition table that does nothing"
 echo "| $label | $w | $(awk -v w="$w" -v p="$p" 'BEGIN {printf "%.2f", w / p}') |"
 pairs=()
