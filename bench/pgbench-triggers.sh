@@ -12,7 +12,9 @@
 # (its inbox just grows, and is drained after each run): what the writers' triggers cost alone.
 # FLOOR=1 measures the floor of any trigger-based capture instead: the second table gets only a
 # statement-level AFTER UPDATE trigger with a transition table whose PL/pgSQL function does nothing,
-# and no leader runs.
+# and no leader runs. FLOOR=insert: the same trigger inserts the changed ids into a one-column
+# unlogged table (emptied after each run), the least any capture recording in the writer's
+# transaction can do.
 set -euo pipefail
 export PGHOST=${PGHOST:-127.0.0.1} PGUSER=${PGUSER:-postgres} PGDATABASE=${PGDATABASE:-postgres}
 runs=${RUNS:-10}
@@ -31,12 +33,15 @@ for script in sql/install.sql sql/changes.sql bench/trigger-tables.sql; do
   psql -q -v ON_ERROR_STOP=1 -f "$root/$script" >/dev/null 2>&1
 done
 if [ -n "${FLOOR:-}" ]; then
-  psql -q -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+  body='RETURN NULL;'
+  [ "$FLOOR" = insert ] && body='INSERT INTO strata_bench_sink SELECT id FROM new_rows; RETURN NULL;'
+  psql -q -v ON_ERROR_STOP=1 -v body="$body" >/dev/null <<'SQL'
 SET client_min_messages = warning;
 SELECT strata.unwatch('strata_bench_watched');
-CREATE OR REPLACE FUNCTION strata_bench_nothing() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
-CREATE TRIGGER strata_bench_nothing AFTER UPDATE ON strata_bench_watched REFERENCING NEW TABLE AS new_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION strata_bench_nothing();
+CREATE UNLOGGED TABLE IF NOT EXISTS strata_bench_sink (id int);
+SELECT format('CREATE OR REPLACE FUNCTION strata_bench_floor() RETURNS trigger LANGUAGE plpgsql AS %L', 'BEGIN ' || :'body' || ' END') \gexec
+CREATE TRIGGER strata_bench_floor AFTER UPDATE ON strata_bench_watched REFERENCING NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION strata_bench_floor();
 SQL
 fi
 for t in plain watched; do
@@ -74,6 +79,7 @@ run() {
   if [ "$1" = watched ] && [ -z "${FLOOR:-}" ]; then
     psql -q -c 'SELECT strata.drain_inboxes(1000000)' -c 'TRUNCATE strata.changes' >/dev/null
   fi
+  if [ "$1" = watched ] && [ -n "${FLOOR:-}" ]; then psql -q -c 'TRUNCATE strata_bench_sink' >/dev/null; fi
 }
 plain=()
 watched=()
@@ -99,9 +105,10 @@ echo "| plain | $p | 1.00 |"
 label="watched (strata.watch, leader draining)"
 [ "${LEADER:-1}" = 0 ] && label="watched (strata.watch, no leader: the triggers alone)"
 [ -n "${FLOOR:-}" ] && label="FLOOR: a statement trigger with a transition table that does nothing"
+[ "${FLOOR:-}" = insert ] && label="FLOOR=insert: the same trigger, inserting the ids into a one-column unlogged table"
 echo "| $label | $w | $(awk -v w="$w" -v p="$p" 'BEGIN {printf "%.2f", w / p}') |"
 pairs=()
 for i in "${!plain[@]}"; do pairs+=("$(awk -v w="${watched[$i]}" -v p="${plain[$i]}" 'BEGIN {printf "%.3f", w / p}')"); done
 echo "pairwise ratios (watched / plain, same round): ${pairs[*]}; median $(median "${pairs[@]}")"
-psql -q -c 'SET client_min_messages = warning' -c 'DROP TABLE strata_bench_plain, strata_bench_watched' \
-  -c 'DROP FUNCTION IF EXISTS strata_bench_nothing()' >/dev/null
+psql -q -c 'SET client_min_messages = warning' -c 'DROP TABLE IF EXISTS strata_bench_plain, strata_bench_watched, strata_bench_sink' \
+  -c 'DROP FUNCTION IF EXISTS strata_bench_floor()' >/dev/null
