@@ -162,7 +162,7 @@ export class StrataEngine {
    * none the tenant's entries (all, for `undefined`).
    */
   publishUnlisted(tags: readonly string[] | undefined, tenant: string | null | undefined): Promise<void> {
-    return this.#publish(tags && tags.length > 0 ? { kind: 'invalidate', tags } : { kind: 'clear', tenant })
+    return this.#publish(tags ? { kind: 'invalidate', tags } : { kind: 'clear', tenant })
   }
 
   async #publish(message: BusMessage): Promise<void> {

@@ -110,36 +110,26 @@ export class TierGuard {
 
   /** Runs an invalidation; on failure (or while open) remembers it for replay. Resolves removed count. */
   async invalidate(tags: readonly string[]): Promise<number> {
-    if (this.#state === 'closed') {
-      try {
-        return await this.#timed(
-          'invalidate',
-          () => this.tier.invalidate(tags),
-          this.options.invalidateTimeoutMs,
-        )
-      } catch (error) {
-        this.#remember(tags)
-        this.#failed('invalidate', error, true)
-        return 0
-      }
+    if (this.#state !== 'closed') return this.#miss('invalidate', tags)
+    try {
+      return await this.#timed(
+        'invalidate',
+        () => this.tier.invalidate(tags),
+        this.options.invalidateTimeoutMs,
+      )
+    } catch (error) {
+      return this.#miss('invalidate', tags, error)
     }
-    this.#remember(tags)
-    return 0
   }
 
   /** Runs a clear; on failure (or while open) the tier is cleared entirely on recovery. */
   async clear(tenant: string | null | undefined): Promise<number> {
-    if (this.#state === 'closed') {
-      try {
-        return await this.#timed('clear', () => this.tier.clear(tenant), this.options.invalidateTimeoutMs)
-      } catch (error) {
-        this.#pending = 'flush'
-        this.#failed('clear', error, true)
-        return 0
-      }
+    if (this.#state !== 'closed') return this.#miss('clear', undefined)
+    try {
+      return await this.#timed('clear', () => this.tier.clear(tenant), this.options.invalidateTimeoutMs)
+    } catch (error) {
+      return this.#miss('clear', undefined, error)
     }
-    this.#pending = 'flush'
-    return 0
   }
 
   /**
@@ -148,9 +138,18 @@ export class TierGuard {
    * before it is read again. A failure opens the circuit, as a failed invalidation does.
    */
   missed(tags: readonly string[] | undefined, error?: unknown): void {
-    if (tags === undefined || tags.length === 0) this.#pending = 'flush'
+    this.#miss('purge', tags, error)
+  }
+
+  /**
+   * What the tier missed, replayed before it is read again: `tags`, or with none everything (it is
+   * cleared). Missing it while the circuit is closed is a failure that opens it. Resolves 0 removed.
+   */
+  #miss(operation: string, tags: readonly string[] | undefined, error?: unknown): 0 {
+    if (tags === undefined) this.#pending = 'flush'
     else this.#remember(tags)
-    if (this.#state === 'closed') this.#failed('purge', error, true)
+    if (this.#state === 'closed') this.#failed(operation, error, true)
+    return 0
   }
 
   stats(): BreakerStats {
