@@ -83,15 +83,24 @@ BEGIN
 END
 $$;
 
--- p_all: every entry; otherwise the entries of p_tenant (NULL: tenancy-off entries).
-CREATE OR REPLACE FUNCTION strata.clear(p_all boolean, p_tenant text, p_at bigint) RETURNS integer LANGUAGE plpgsql AS $$
-DECLARE
-  removed integer;
+-- Refuses the writes of executions that began before p_at: of every entry (p_all), otherwise of
+-- p_tenant's entries (NULL: tenancy-off entries). Removes nothing; the lock waits for writes in flight,
+-- so each is either committed before the stamp (and found by a listing after it) or refused by it.
+CREATE OR REPLACE FUNCTION strata.fence(p_all boolean, p_tenant text, p_at bigint) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
   PERFORM 1 FROM strata.meta WHERE key = 'epoch' FOR UPDATE;
   INSERT INTO strata.invalidations (tag, at)
   VALUES (CASE WHEN p_all THEN '' WHEN p_tenant IS NULL THEN '~' ELSE '~t' || p_tenant END, p_at)
   ON CONFLICT (tag) DO UPDATE SET at = greatest(strata.invalidations.at, excluded.at);
+END
+$$;
+
+-- p_all: every entry; otherwise the entries of p_tenant (NULL: tenancy-off entries).
+CREATE OR REPLACE FUNCTION strata.clear(p_all boolean, p_tenant text, p_at bigint) RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+  removed integer;
+BEGIN
+  PERFORM strata.fence(p_all, p_tenant, p_at);
   IF p_all THEN
     DELETE FROM strata.entries;
   ELSE

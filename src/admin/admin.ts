@@ -3,8 +3,8 @@ import type { ChangeSource } from '../changes/source.js'
 import { tagsForEntityChange, tagsForTypeChange } from '../entities/tags.js'
 import { keyTenant } from '../key/key.js'
 import type { StrataEngine } from '../plugin/engine.js'
-import type { CacheTier, EntryQuery, EntrySummary, MaybePromise } from '../tiers/tier.js'
-import { withTimeout } from '../timeout.js'
+import { ask, type PurgeFilter, purgeListing } from '../tiers/purge.js'
+import type { EntryQuery, EntrySummary } from '../tiers/tier.js'
 
 /** What an admin may do: everything (`'all'`), or one tenant's entries only. */
 export type AdminAccess = 'all' | { readonly tenant: string }
@@ -25,11 +25,6 @@ export interface AdminOptions<TContext> {
    */
   fieldName?: string
 }
-
-/** Admin calls to a tier give up after this long: a hung tier must not hang the admin field. */
-const TIER_TIMEOUT_MS = 5000
-const ask = <T>(call: () => MaybePromise<T>): Promise<T> =>
-  withTimeout(Promise.resolve().then(call), TIER_TIMEOUT_MS)
 
 const forbidden = () =>
   new GraphQLError('Forbidden', { extensions: { code: 'FORBIDDEN', http: { status: 403 } } })
@@ -226,46 +221,18 @@ class AdminMutation {
   }
 
   /**
-   * Deletes, tier by tier, the entries a listing finds (for purges no tag index can answer). A shared
-   * tier that fails or is unavailable is purged when it is back, before it is read again (by the tag,
-   * in every tenant, or with no tag entirely), and other instances then drop what the purge could
-   * have matched.
+   * Deletes, tier by tier, the entries a listing finds (for purges no tag index can answer). Running
+   * executions the purge could concern, here and on the shared tiers, are fenced first: their results
+   * are not stored. Other instances then purge their local tiers the same way. A shared tier that
+   * fails or is unavailable is purged when it is back, before it is read again (by the tag, in every
+   * tenant, or with no tag entirely).
    */
-  async #purgeWhere(filter: {
-    tenant: string | null | undefined
-    tag?: string
-    operationName?: string
-  }): Promise<Counts> {
+  async #purgeWhere(filter: PurgeFilter): Promise<Counts> {
     const { engine } = this
-    engine.flights.detachAll()
+    engine.fenceLocal(filter.tenant)
     const tags = filter.tag ? [filter.tag] : undefined
-    if (tags) engine.clock.invalidated(tags)
-    const { removed, keys, missed } = await engine.cache.purgeListed((tier) => purgeTier(tier, filter), tags)
-    await engine.publishDeleted(keys)
-    if (missed) await engine.publishUnlisted(tags, filter.tenant)
+    const { removed, keys } = await engine.cache.purgeListed((tier) => purgeListing(tier, filter), tags)
+    await engine.publishPurged(keys, filter)
     return removed
   }
-}
-
-async function purgeTier(
-  tier: CacheTier,
-  filter: { tenant: string | null | undefined; tag?: string; operationName?: string },
-) {
-  const keys: string[] = []
-  let cursor: string | undefined
-  do {
-    const query: EntryQuery = {
-      limit: 500,
-      ...(filter.tenant === undefined ? {} : { tenant: filter.tenant }),
-      ...(filter.tag ? { tag: filter.tag } : {}),
-      ...(filter.operationName ? { operationName: filter.operationName } : {}),
-      ...(cursor ? { cursor } : {}),
-    }
-    const page = await ask(() => tier.list(query))
-    keys.push(...page.entries.map((entry) => entry.key))
-    cursor = page.cursor
-  } while (cursor)
-  const removed: string[] = []
-  for (const key of keys) if (await ask(() => tier.delete(key))) removed.push(key)
-  return removed
 }

@@ -12,6 +12,7 @@ import {
   emptyStats,
   type StrataStats,
 } from '../observability/stats.js'
+import { type PurgeFilter, purgeListing } from '../tiers/purge.js'
 import type { BusMessage, CacheBus } from '../tiers/tier.js'
 import type { TieredCache, TieredHit } from '../tiers/tiered.js'
 import { resultFromBody } from './cached-result.js'
@@ -99,10 +100,7 @@ export class StrataEngine {
 
   /** Removes one tenant's entries, or all; running executions will not store. */
   async clear(tenant?: string | null): Promise<Record<string, number>> {
-    // A tenant's clear only makes that tenant's running executions stale.
-    if (tenant === undefined) this.clock.flushed()
-    else this.clock.invalidated([tenantClockTag(tenant)])
-    this.flights.detachAll()
+    this.fenceLocal(tenant)
     this.logger.info({ tenant: tenant ?? 'all' }, 'strata: cleared')
     const removed = await this.cache.clear(tenant)
     await this.#publish({ kind: 'clear', tenant })
@@ -151,18 +149,23 @@ export class StrataEngine {
     }
   }
 
-  /** Tells other instances to drop keys from their local tiers (purges no tag can express). */
-  publishDeleted(keys: readonly string[]): Promise<void> {
-    return keys.length === 0 ? Promise.resolve() : this.#publish({ kind: 'delete', keys })
+  /**
+   * Running executions of `tenant` (of every tenant, for `undefined`) will not store their result in
+   * this instance, and their waiters execute on their own.
+   */
+  fenceLocal(tenant: string | null | undefined): void {
+    if (tenant === undefined) this.clock.flushed()
+    else this.clock.invalidated([tenantClockTag(tenant)])
+    this.flights.detachAll()
   }
 
   /**
-   * Tells other instances to drop, from their local tiers, everything a purge could have matched when
-   * its listing may have missed keys (a shared tier failed during it): the entries of `tags`, or with
-   * none the tenant's entries (all, for `undefined`).
+   * Tells other instances about a listing purge: they fence its tenant and purge their local tiers
+   * the same way (they may hold entries this instance's listing could not see), and instances of
+   * earlier versions delete `keys`.
    */
-  publishUnlisted(tags: readonly string[] | undefined, tenant: string | null | undefined): Promise<void> {
-    return this.#publish(tags ? { kind: 'invalidate', tags } : { kind: 'clear', tenant })
+  publishPurged(keys: readonly string[], where: PurgeFilter): Promise<void> {
+    return this.#publish({ kind: 'delete', keys, where })
   }
 
   async #publish(message: BusMessage): Promise<void> {
@@ -184,10 +187,14 @@ export class StrataEngine {
     if (message.kind === 'invalidate') {
       await this.#invalidateLocal(message.tags)
     } else if (message.kind === 'delete') {
+      const { where } = message
+      if (where) {
+        this.fenceLocal(where.tenant)
+        await this.cache.purgeLocal((tier) => purgeListing(tier, where))
+      }
       await this.cache.deleteLocal(message.keys)
     } else {
-      if (message.tenant === undefined) this.clock.flushed()
-      else this.clock.invalidated([tenantClockTag(message.tenant)])
+      this.fenceLocal(message.tenant)
       await this.cache.clearLocal(message.tenant)
     }
   }

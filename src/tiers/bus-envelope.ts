@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import type { PurgeFilter } from './purge.js'
 import type { BusMessage } from './tier.js'
 
 const isStrings = (value: unknown): value is string[] =>
@@ -10,14 +11,30 @@ function parseMessage(value: unknown): BusMessage | undefined {
   const message = value as Record<string, unknown>
   if (message.kind === 'invalidate' && isStrings(message.tags))
     return { kind: 'invalidate', tags: message.tags }
-  if (message.kind === 'delete' && isStrings(message.keys)) return { kind: 'delete', keys: message.keys }
-  if (
-    message.kind === 'clear' &&
-    (message.tenant === undefined || message.tenant === null || typeof message.tenant === 'string')
-  ) {
-    return { kind: 'clear', tenant: message.tenant as string | null | undefined }
+  if (message.kind === 'delete' && isStrings(message.keys)) {
+    if (message.where === undefined) return { kind: 'delete', keys: message.keys }
+    const where = parseFilter(message.where)
+    return where ? { kind: 'delete', keys: message.keys, where } : undefined
   }
+  if (message.kind === 'clear' && isTenant(message.tenant)) return { kind: 'clear', tenant: message.tenant }
   return undefined
+}
+
+const isTenant = (value: unknown): value is string | null | undefined =>
+  value === undefined || value === null || typeof value === 'string'
+const isOptionalString = (value: unknown): value is string | undefined =>
+  value === undefined || typeof value === 'string'
+
+/** A purge's filter as JSON carries it: an absent tenant means every tenant. */
+function parseFilter(value: unknown): PurgeFilter | undefined {
+  if (typeof value !== 'object' || value === null) return undefined
+  const { tenant, tag, operationName } = value as Record<string, unknown>
+  if (!isTenant(tenant) || !isOptionalString(tag) || !isOptionalString(operationName)) return undefined
+  return {
+    tenant,
+    ...(tag === undefined ? {} : { tag }),
+    ...(operationName === undefined ? {} : { operationName }),
+  }
 }
 
 /**

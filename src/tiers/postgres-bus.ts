@@ -140,18 +140,27 @@ export class PostgresBus implements CacheBus {
   }
 }
 
-/** Splits an invalidation whose tags would not fit in one NOTIFY payload. */
+/**
+ * Splits an invalidation whose tags (or a purge whose keys) would not fit in one NOTIFY payload. A
+ * purge's filter goes with the first part only: receivers apply it once.
+ */
 function split(message: BusMessage): BusMessage[] {
   if (message.kind === 'clear' || Buffer.byteLength(JSON.stringify(message)) < MAX_PAYLOAD) return [message]
   const items = message.kind === 'invalidate' ? message.tags : message.keys
-  const make = (part: string[]): BusMessage =>
-    message.kind === 'invalidate' ? { kind: 'invalidate', tags: part } : { kind: 'delete', keys: part }
+  const where = message.kind === 'delete' ? message.where : undefined
+  const budget = MAX_PAYLOAD - (where ? Buffer.byteLength(JSON.stringify(where)) : 0)
+  const make = (part: string[]): BusMessage => {
+    if (message.kind === 'invalidate') return { kind: 'invalidate', tags: part }
+    return parts.length === 0 && where
+      ? { kind: 'delete', keys: part, where }
+      : { kind: 'delete', keys: part }
+  }
   const parts: BusMessage[] = []
   let tags: string[] = []
   let size = 0
   for (const tag of items) {
     const bytes = Buffer.byteLength(JSON.stringify(tag)) + 1
-    if (size + bytes > MAX_PAYLOAD && tags.length > 0) {
+    if (size + bytes > budget && tags.length > 0) {
       parts.push(make(tags))
       tags = []
       size = 0

@@ -147,6 +147,9 @@ export function postgresTier(options: PostgresTierOptions): CacheTier {
       const rows = await q(`SELECT ${schema}.invalidate($1, $2) AS removed`, [[...new Set(tags)], Date.now()])
       return Number(rows[0]?.removed ?? 0)
     },
+    async fence(tenant) {
+      await q(`SELECT ${schema}.fence($1, $2, $3)`, [tenant === undefined, tenant ?? null, Date.now()])
+    },
     async clear(tenant) {
       const rows = await q(`SELECT ${schema}.clear($1, $2, $3) AS removed`, [
         tenant === undefined,

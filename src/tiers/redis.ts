@@ -126,6 +126,17 @@ export function redisTier(options: RedisTierOptions): CacheTier & { readonly sha
     return tenant === null ? `{${namespace}:*}e:*:g:*` : `{${namespace}:*}e:*:t:${encodeTenant(tenant)}:*`
   }
 
+  /** Stamps the shards' flush stamp of `tenant` (or of everything): older writes are refused. */
+  const fence = async (tenant?: string | null): Promise<void> => {
+    const stamp = Date.now()
+    // A tenant's stamp refuses that tenant's writes only: other tenants' writes stay welcome.
+    const flushKey = (shard: number) =>
+      `${slot(shard)}f${tenant === undefined ? '' : `:${tenantMark(tenant)}`}`
+    await Promise.all(
+      allShards.map((shard) => run(FLUSH_SCRIPT, [flushKey(shard)], [stamp, settings.stampTtlMs])),
+    )
+  }
+
   return {
     name: settings.name,
     shared: true,
@@ -185,15 +196,10 @@ export function redisTier(options: RedisTierOptions): CacheTier & { readonly sha
       )
       return counts.reduce<number>((sum, n) => sum + Number(n), 0)
     },
+    fence,
     async clear(tenant) {
       // First refuse writes from executions that began before the clear, then remove.
-      const stamp = Date.now()
-      // A tenant's clear stamps that tenant only: other tenants' writes stay welcome.
-      const flushKey = (shard: number) =>
-        `${slot(shard)}f${tenant === undefined ? '' : `:${tenantMark(tenant)}`}`
-      await Promise.all(
-        allShards.map((shard) => run(FLUSH_SCRIPT, [flushKey(shard)], [stamp, settings.stampTtlMs])),
-      )
+      await fence(tenant)
       let removed = 0
       // Clearing everything also drops tag indexes and stamps (all but the flush stamps).
       for await (const { keys } of scan(tenant === undefined ? `{${namespace}:*}*` : entryPattern(tenant))) {

@@ -1,4 +1,5 @@
 import type { CacheScope } from '../policy/policy.js'
+import type { PurgeFilter } from './purge.js'
 
 /** A value or a promise of it: the memory tier answers synchronously, shared tiers do not. */
 export type MaybePromise<T> = T | Promise<T>
@@ -72,7 +73,12 @@ export interface EntryPage {
 /** A message between instances: what one instance invalidated, for the others' local tiers. */
 export type BusMessage =
   | { readonly kind: 'invalidate'; readonly tags: readonly string[] }
-  | { readonly kind: 'delete'; readonly keys: readonly string[] }
+  | {
+      readonly kind: 'delete'
+      readonly keys: readonly string[]
+      /** The purge that deleted them: receivers fence its tenant and purge their local tiers alike. */
+      readonly where?: PurgeFilter
+    }
   | { readonly kind: 'clear'; readonly tenant: string | null | undefined }
 
 /** What a bus reports to the instance that listens on it. */
@@ -114,6 +120,14 @@ export interface CacheTier {
   invalidate(tags: readonly string[]): MaybePromise<number>
   /** Removes every entry of `tenant` (`null`: tenancy-off entries), or every entry when `undefined`. */
   clear(tenant?: string | null): MaybePromise<number>
+  /**
+   * Refuses from now on the writes of executions that began earlier (as a clear does, within the
+   * tier's clock-skew tolerance): of `tenant`'s entries (`null`: tenancy-off entries), or of every
+   * entry when `undefined`. Removes nothing. A purge that lists entries and deletes them calls it
+   * first, so that a result computed before the purge is not stored after it. Shared tiers
+   * implement it; in-process tiers need not (the plugin's invalidation clock guards them).
+   */
+  fence?(tenant?: string | null): MaybePromise<void>
   /** Entries for the admin field, filtered and paginated. */
   list(query: EntryQuery): MaybePromise<EntryPage>
   stats(): MaybePromise<TierStats>

@@ -173,35 +173,37 @@ export class TieredCache {
    * Runs on every tier a purge that lists and deletes (no tag index answers it): `purge` returns the
    * keys it deleted. A shared tier that is unavailable, or fails midway, misses the purge: its guard
    * replays `tags` (in every tenant), or with none clears the tier, before the tier is read again.
-   * `missed` tells whether any tier did, so that the keys may not be all that matched.
    */
   async purgeListed(
     purge: (tier: CacheTier) => Promise<readonly string[]>,
     tags?: readonly string[],
-  ): Promise<{ removed: Record<string, number>; keys: string[]; missed: boolean }> {
+  ): Promise<{ removed: Record<string, number>; keys: string[] }> {
     const removed: Record<string, number> = {}
     const keys = new Set<string>()
-    let missed = false
     await Promise.all(
       this.tiers.map(async (tier, i) => {
         const guard = this.#guards[i]
         removed[tier.name] = 0
-        if (guard && !guard.available) {
-          missed = true
-          return guard.missed(tags)
-        }
+        if (guard && !guard.available) return guard.missed(tags)
         try {
           const deleted = await purge(tier)
           removed[tier.name] = deleted.length
           for (const key of deleted) keys.add(key)
         } catch (error) {
-          missed = true
           if (guard) guard.missed(tags, error)
           else this.#fault(tier, 'purge', error)
         }
       }),
     )
-    return { removed, keys: [...keys], missed }
+    return { removed, keys: [...keys] }
+  }
+
+  /** Runs a listing purge on the local tiers only (another instance purged the shared ones). */
+  async purgeLocal(purge: (tier: CacheTier) => Promise<readonly string[]>): Promise<void> {
+    for (const tier of this.tiers) {
+      if (tier.shared) continue
+      await purge(tier).catch((error: unknown) => this.#fault(tier, 'purge', error))
+    }
   }
 
   /** Deletes keys from the local tiers only (another instance purged them from the shared ones). */

@@ -217,6 +217,32 @@ export function describeTierConformance(name: string, makeHarness: () => Promise
       expect(await h.tier.get(globex)).toBeDefined()
     })
 
+    it("a fence refuses older writes (a tenant's, or all) and removes nothing", async () => {
+      if (!h.guardsWrites) {
+        expect(h.tier.shared).toBe(false)
+        return
+      }
+      const fence = h.tier.fence?.bind(h.tier)
+      if (!fence) throw new Error(`the shared ${h.tier.name} tier has no fence()`)
+      await sleep((h.skewMs ?? 0) + 20) // past the clear in beforeEach
+      const kept = keyFor('acme')
+      await h.tier.set(kept, entryOf('{"kept":1}', ['T'], { tenant: 'acme' }))
+      const startedAt = Date.now()
+      await fence('acme')
+      const acme = keyFor('acme')
+      const globex = keyFor('globex')
+      await h.tier.set(acme, entryOf('{"a":1}', ['T'], { tenant: 'acme' }), { startedAt })
+      await h.tier.set(globex, entryOf('{"g":1}', ['T'], { tenant: 'globex' }), { startedAt })
+      expect(await h.tier.get(acme)).toBeUndefined()
+      expect(await h.tier.get(globex)).toBeDefined()
+      expect(await h.tier.get(kept)).toBeDefined()
+      await fence()
+      const late = keyFor('globex')
+      await h.tier.set(late, entryOf('{"g":2}', ['T'], { tenant: 'globex' }), { startedAt })
+      expect(await h.tier.get(late)).toBeUndefined()
+      expect(await h.tier.get(globex)).toBeDefined()
+    })
+
     it('treats corrupt or foreign data as a miss and deletes it', async () => {
       if (!h.writeRaw) {
         // An in-process tier holds objects, not serialized data: nothing can be corrupt.

@@ -43,6 +43,8 @@ describe('the bus ignores what it did not send', () => {
       '{"o":"x","m":{"kind":"boom"}}',
       'not json',
       '{"o":"x","m":{"kind":"invalidate","tags":[1]}}',
+      '{"o":"x","m":{"kind":"delete","keys":[],"where":{"tenant":5}}}',
+      '{"o":"x","m":{"kind":"delete","keys":[],"where":"acme"}}',
     ]) {
       await client.publish(`${namespace}:bus`, raw)
     }
