@@ -82,21 +82,27 @@ export function countOperation(
   return name
 }
 
+/**
+ * A map from names to counters with no prototype: operation names come from clients, and one named
+ * `__proto__` or `constructor` must count as itself, never reach `Object.prototype`.
+ */
+const counters = <T>(): Record<string, T> => Object.create(null) as Record<string, T>
+
 export function emptyStats(): StrataStats {
   return {
     hits: 0,
-    hitsByTier: {},
+    hitsByTier: counters(),
     misses: 0,
     coalesced: 0,
-    bypasses: {},
+    bypasses: counters(),
     stores: 0,
-    skippedStores: {},
+    skippedStores: counters(),
     invalidations: 0,
     invalidatedTags: 0,
     busMessages: 0,
     busGaps: 0,
     busErrors: 0,
-    byOperation: {},
+    byOperation: counters(),
   }
 }
 

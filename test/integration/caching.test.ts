@@ -95,6 +95,26 @@ describe('hits and misses through Yoga over HTTP', () => {
     expect((await fetchOp('A')).headers.get('x-strata-cache')).toBe('HIT')
   })
 
+  it('counts operations named __proto__ or constructor as themselves, and later requests still work', async () => {
+    const { server, strata } = await start()
+    for (const name of ['__proto__', 'constructor', 'toString']) {
+      expect((await server.query(`query ${name} { posts { id } }`)).cache).toBe('MISS')
+      expect((await server.query(`query ${name} { posts { id } }`)).cache).toBe('HIT')
+    }
+    expect(({} as Record<string, unknown>).misses).toBeUndefined()
+    const after = await server.query('{ posts { id } }')
+    expect(after.status).toBe(200)
+    expect(after.cache).toBe('MISS')
+    const { byOperation } = strata.stats()
+    for (const name of ['__proto__', 'constructor', 'toString']) {
+      expect(Object.getOwnPropertyDescriptor(byOperation, name)?.value).toEqual({
+        hits: 1,
+        misses: 1,
+        bypasses: 0,
+      })
+    }
+  })
+
   it('mixes extraKeyData into the key', async () => {
     const { server } = await start({
       extraKeyData: ({ context }) => ({ locale: context.request.headers.get('accept-language') }),
