@@ -15,6 +15,7 @@ import {
 import { type PurgeFilter, purgeListing } from '../tiers/purge.js'
 import type { BusMessage, CacheBus } from '../tiers/tier.js'
 import type { TieredCache, TieredHit } from '../tiers/tiered.js'
+import { withTimeout } from '../timeout.js'
 import { resultFromBody } from './cached-result.js'
 import type { HttpReporter } from './http.js'
 import type { OperationFacts, SchemaState } from './schema-state.js'
@@ -32,6 +33,8 @@ export interface EngineSettings {
   readonly invalidateOnMutation: boolean
   readonly singleFlight: boolean
   readonly debug: boolean
+  /** How long telling other instances over the bus may take (a mutation waits for it). */
+  readonly busTimeoutMs: number
 }
 
 /**
@@ -171,7 +174,8 @@ export class StrataEngine {
   async #publish(message: BusMessage): Promise<void> {
     if (!this.bus) return
     try {
-      await this.bus.publish(message)
+      // A stalled connection queues the publication forever: a mutation must not wait for it.
+      await withTimeout(this.bus.publish(message), this.settings.busTimeoutMs)
     } catch (error) {
       this.stats.busErrors++
       this.logger.error(

@@ -9,6 +9,7 @@ import { deriveKey } from '../key/key.js'
 import { createMetrics } from '../observability/metrics.js'
 import type { StrataStats } from '../observability/stats.js'
 import { type RequestInfo, type StrataContext, type StrataOptions, strataDefaults } from '../options.js'
+import { breakerDefaults } from '../tiers/breaker.js'
 import { memoryTier } from '../tiers/memory.js'
 import { type CacheBus, type CacheEntry, type CacheTier, isPromise } from '../tiers/tier.js'
 import { TieredCache, type TieredHit } from '../tiers/tiered.js'
@@ -70,7 +71,10 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
   const engine = new StrataEngine(
     new TieredCache(tiers, logger, options.breaker),
     new HttpReporter(settings.header, settings.cacheControlHeader, tenantOf === false),
-    settings,
+    {
+      ...settings,
+      busTimeoutMs: options.breaker?.invalidateTimeoutMs ?? breakerDefaults.invalidateTimeoutMs,
+    },
     logger,
     bus,
   )

@@ -10,7 +10,8 @@ export interface BreakerOptions {
    */
   timeoutMs: number
   /**
-   * Milliseconds an invalidation or clear may take (mutations wait for it).
+   * Milliseconds an invalidation or clear may take (mutations wait for it); also how long telling
+   * other instances over the bus may take.
    * @default 1000
    */
   invalidateTimeoutMs: number

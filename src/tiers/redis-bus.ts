@@ -1,21 +1,32 @@
+import { withTimeout } from '../timeout.js'
 import { BusEnvelope } from './bus-envelope.js'
 import type { RedisClientLike } from './redis.js'
 import type { BusHandlers, BusMessage, CacheBus } from './tier.js'
 
+/** How often the listening connection is pinged, and how long it may take to answer. */
+export interface RedisBusTiming {
+  readonly pingMs: number
+  readonly pingTimeoutMs: number
+}
+
 /**
  * Invalidation bus over Redis pub/sub (cluster-wide on Redis Cluster). Publishes on the
  * tier's client; listens on a duplicate connection. Any disconnect of the listener is a gap:
- * messages may have been lost, so the instance must flush its local tiers.
+ * messages may have been lost, so the instance must flush its local tiers. The listener is
+ * pinged periodically: one that stopped answering (a stalled server keeps the TCP connection
+ * open) is reported down and reconnected.
  */
 export class RedisBus implements CacheBus {
   readonly name = 'redis-pubsub'
   readonly #envelope = new BusEnvelope()
   #subscriber: RedisClientLike | undefined
   #closed = false
+  #pinger: ReturnType<typeof setInterval> | undefined
 
   constructor(
     readonly client: RedisClientLike,
     readonly channel: string,
+    readonly timing: RedisBusTiming = { pingMs: 10_000, pingTimeoutMs: 5000 },
   ) {}
 
   async start(handlers: BusHandlers): Promise<void> {
@@ -51,6 +62,25 @@ export class RedisBus implements CacheBus {
     subscriber.on('error', () => {
       // Reported through 'close' / 'ready'; ioredis reconnects on its own.
     })
+    const ping = subscriber.ping?.bind(subscriber)
+    if (ping) {
+      let pinging = false
+      this.#pinger = setInterval(() => {
+        if (!up || pinging) return
+        pinging = true
+        withTimeout(ping(), this.timing.pingTimeoutMs)
+          .catch(() => {
+            if (!up || this.#closed) return
+            up = false
+            handlers.onDown('redis bus connection stopped answering')
+            subscriber.disconnect?.(true) // 'ready', then SUBSCRIBE, reports it up again
+          })
+          .finally(() => {
+            pinging = false
+          })
+      }, this.timing.pingMs)
+      this.#pinger.unref?.()
+    }
     await subscribe()
   }
 
@@ -60,6 +90,7 @@ export class RedisBus implements CacheBus {
 
   async close(): Promise<void> {
     this.#closed = true
+    clearInterval(this.#pinger)
     await this.#subscriber?.quit().catch(() => undefined)
   }
 }

@@ -25,6 +25,10 @@ export interface RedisClientLike {
   subscribe(...channels: string[]): Promise<unknown>
   on(event: string, listener: (...args: unknown[]) => void): unknown
   quit(): Promise<unknown>
+  /** The bus pings its listening connection with it, to notice one that silently stopped answering. */
+  ping?(): Promise<unknown>
+  /** ioredis: drops the connection; with `true`, reconnects. */
+  disconnect?(reconnect?: boolean): void
   /** ioredis `Cluster` only: the nodes to SCAN. */
   nodes?(role: 'master'): RedisClientLike[]
 }

@@ -3,6 +3,7 @@ import { Redis } from 'ioredis'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { memoryTier, type StrataPlugin, useStrata } from '../../src/index.js'
 import { redisTier } from '../../src/redis.js'
+import { RedisBus, type RedisBusTiming } from '../../src/tiers/redis-bus.js'
 import { BlogStore, blogSchema } from '../support/blog.js'
 import { type FaultProxy, startProxy } from '../support/proxy.js'
 import { startStrataServer } from '../support/server.js'
@@ -15,7 +16,7 @@ afterEach(async () => {
 })
 
 /** One Yoga instance with a memory tier in front of Redis (optionally through a fault proxy). */
-async function instance(redisUrl: string, namespace: string, store: BlogStore) {
+async function instance(redisUrl: string, namespace: string, store: BlogStore, timing?: RedisBusTiming) {
   const client = new Redis(redisUrl, { maxRetriesPerRequest: null, retryStrategy: () => 50 })
   client.on('error', () => {}) // connection faults are the point of some tests; ioredis reconnects
   const plugin: StrataPlugin = useStrata({
@@ -23,6 +24,7 @@ async function instance(redisUrl: string, namespace: string, store: BlogStore) {
     debug: true,
     tiers: [memoryTier(), redisTier({ client, namespace, shards: 4, skewToleranceMs: 50 })],
     breaker: { cooldownMs: 100 },
+    ...(timing ? { bus: new RedisBus(client, `${namespace}:bus`, timing) } : {}),
   })
   const server = await startStrataServer(blogSchema(store), plugin, closers, () =>
     client.quit().catch(() => undefined),
@@ -124,4 +126,28 @@ describe('Redis faults never fail a request', () => {
       proxy = undefined
     })
   }
+
+  it('Redis that stops answering: a mutation still answers, and other instances stop trusting their memory', async () => {
+    proxy = await startProxy(await serviceUrl('redis'))
+    const namespace = `stall-${randomUUID().slice(0, 8)}`
+    const store = new BlogStore()
+    const a = await instance(proxy.url, namespace, store)
+    const b = await instance(proxy.url, namespace, store, { pingMs: 100, pingTimeoutMs: 200 })
+    await b.server.query(LIST)
+    expect((await b.server.query(LIST)).json.extensions?.strata).toMatchObject({ tier: 'memory' })
+    proxy.hang()
+    // The publication to B queues on the stalled connection; the mutation does not wait for it.
+    const mutation = await a.server.query('mutation { updatePost(id: "2", title: "Fresh") { id } }')
+    expect(mutation.status).toBe(200)
+    expect(mutation.json.data).toEqual({ updatePost: { id: '2' } })
+    expect(a.strata.stats().busErrors).toBe(1)
+    // B's listener stopped answering its pings: B flushed its memory and stopped using it.
+    expect(await waitFor(() => !b.strata.cache.localTrusted, 3000)).toBe(true)
+    expect((await b.server.query(LIST)).text).toContain('Fresh')
+    proxy.heal()
+    expect(await waitFor(() => b.strata.cache.localTrusted, 5000)).toBe(true)
+    expect(b.strata.stats().busGaps).toBe(1)
+    await proxy.close()
+    proxy = undefined
+  })
 })
