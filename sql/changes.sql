@@ -176,8 +176,22 @@ CREATE UNLOGGED TABLE IF NOT EXISTS strata.changes_state (
   pruned_through bigint NOT NULL DEFAULT 0,
   checkpoint bigint NOT NULL DEFAULT 0   -- everything up to here was applied to the shared tiers
 );
-INSERT INTO strata.changes_state (epoch) VALUES (md5(random()::text || clock_timestamp()::text))
-ON CONFLICT (one) DO NOTHING;
+
+-- Starts a new epoch when there is none (a fresh install, or a crash emptied the state row). Its
+-- checkpoint is where the log's sequence stands: on PostgreSQL 14 the sequence is logged and keeps
+-- counting after a crash, and a reader starting from 0 would wait on every number below as a hole.
+-- The drain lock guarantees no drain is numbering rows meanwhile: every later one numbers them
+-- above. Readers flush on a new epoch, so nothing numbered before it needs applying.
+CREATE OR REPLACE FUNCTION strata.start_epoch() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_advisory_xact_lock(hashtext('graphql-strata drain strata.changes_inbox'));
+  INSERT INTO strata.changes_state (epoch, checkpoint)
+  VALUES (md5(random()::text || clock_timestamp()::text),
+          coalesce(pg_sequence_last_value('strata.changes_seq_seq'), 0))
+  ON CONFLICT (one) DO NOTHING;
+END
+$$;
+SELECT strata.start_epoch();
 
 CREATE TABLE IF NOT EXISTS strata.watched (
   table_name regclass PRIMARY KEY,
@@ -197,6 +211,8 @@ CREATE TABLE IF NOT EXISTS strata.watched (
 --     can change a key the UPDATE does not name); one created later is caught by an event trigger;
 --   * on a partitioned table (where moving a row to another partition fires no row-level UPDATE
 --     trigger), the statement trigger also reads the old rows and records keys that are gone.
+-- A TRUNCATE (which has no transition tables) records the key '*' (strata.truncate_trigger): every
+-- entry in which an entity of the type appears is invalidated, and the type's lists.
 -- Triggers are created with CREATE OR REPLACE, which locks writers out only for the moment it takes.
 -- Example: SELECT strata.watch('public.post', 'Post', 'id');
 --          SELECT strata.watch('public.line', 'Line', 'order_id,position', 'tenant_id');
@@ -260,6 +276,7 @@ BEGIN
     FOR EACH STATEMENT EXECUTE FUNCTION strata.%I()', p_table, fn);
   EXECUTE format('CREATE OR REPLACE TRIGGER strata_changes_del AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION strata.%I()', p_table, fn || '_old');
+  PERFORM strata.truncate_trigger(p_table, p_type_name);
   IF partitioned THEN
     PERFORM strata.recorder(fn || '_upd', inbox, format(
       'SELECT %L, %s FROM new_rows r UNION ALL SELECT %L, %s FROM old_rows r WHERE NOT EXISTS (SELECT 1 FROM new_rows n WHERE %s)',
@@ -308,6 +325,27 @@ BEGIN
     p_table,
     (SELECT string_agg(format('OLD.%I IS DISTINCT FROM NEW.%I', c, c), ' OR ') FROM unnest(p_cols) AS c),
     'record_' || p_table::oid || '_key');
+END
+$$;
+
+-- What a TRUNCATE of a watched table records: the key '*' of the type named by the trigger's argument,
+-- in strata.changes_inbox (the typed inboxes could not hold it). Readers invalidate Type:* (every
+-- entry in which an entity of the type appears: tags.ts) and Type. One function for every table: a
+-- TRUNCATE has no transition tables, so there is nothing per table to compile.
+CREATE OR REPLACE FUNCTION strata.record_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO strata.changes_inbox (type_name, entity_key, tenant) VALUES (TG_ARGV[0], '*', NULL);
+  RETURN NULL;
+END
+$$;
+
+-- The statement trigger recording a TRUNCATE of p_table. On a partitioned table it fires for a
+-- TRUNCATE of the table (which empties every partition), not for one aimed at a partition.
+CREATE OR REPLACE FUNCTION strata.truncate_trigger(p_table regclass, p_type_name text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('CREATE OR REPLACE TRIGGER strata_changes_trunc AFTER TRUNCATE ON %s
+    FOR EACH STATEMENT EXECUTE FUNCTION strata.record_truncate(%L)', p_table, p_type_name);
 END
 $$;
 
@@ -366,7 +404,8 @@ CREATE OR REPLACE FUNCTION strata.unwatch(p_table regclass) RETURNS void LANGUAG
 DECLARE
   name text;
 BEGIN
-  FOREACH name IN ARRAY ARRAY['strata_changes_ins', 'strata_changes_upd', 'strata_changes_key', 'strata_changes_del'] LOOP
+  FOREACH name IN ARRAY ARRAY['strata_changes_ins', 'strata_changes_upd', 'strata_changes_key', 'strata_changes_del',
+                               'strata_changes_trunc'] LOOP
     EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', name, p_table);
   END LOOP;
   FOREACH name IN ARRAY ARRAY['', '_old', '_key', '_upd'] LOOP
@@ -490,6 +529,31 @@ BEGIN
   END LOOP;
   INSERT INTO strata.meta (key, value) VALUES ('changes_version', '3')
   ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+  PERFORM set_config('lock_timeout', lock_timeout_, true);
+END
+$$;
+
+-- Tables watched before TRUNCATE was recorded get its trigger (strata.watch creates it since then),
+-- whatever changes_version says: the check is the trigger itself, so this is done once per table. A
+-- table on which this role may not create triggers keeps the others, and a warning says to run
+-- strata.watch for it as its owner. Lock waits give up after 200 ms, as above.
+DO $$
+DECLARE
+  lock_timeout_ text := current_setting('lock_timeout');
+  w record;
+BEGIN
+  PERFORM set_config('lock_timeout', '200ms', true);
+  FOR w IN
+    SELECT ws.table_name, ws.type_name FROM strata.watched ws
+    WHERE NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = ws.table_name AND t.tgname = 'strata_changes_trunc')
+  LOOP
+    BEGIN
+      PERFORM strata.truncate_trigger(w.table_name, w.type_name);
+    EXCEPTION WHEN insufficient_privilege THEN
+      RAISE WARNING 'strata: could not add the TRUNCATE trigger to % (%): a TRUNCATE of it invalidates nothing; run strata.watch for it as its owner',
+        w.table_name, SQLERRM;
+    END;
+  END LOOP;
   PERFORM set_config('lock_timeout', lock_timeout_, true);
 END
 $$;

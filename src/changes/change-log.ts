@@ -123,9 +123,7 @@ export class ChangeLogReader {
     if (!head) {
       // The state row is gone: the log was emptied by a crash. The leader starts a new epoch.
       if (this.access.leader() || mode === 'poll') {
-        await this.access.query(
-          `INSERT INTO ${schema}.changes_state (epoch) VALUES (md5(random()::text || clock_timestamp()::text)) ON CONFLICT DO NOTHING`,
-        )
+        await this.access.query(`SELECT ${schema}.start_epoch()`)
       }
       return false
     }
@@ -187,9 +185,11 @@ export class ChangeLogReader {
       await sink.invalidate([...tags], scope)
     }
     if (cursor.low > before) {
-      await this.access.query(`UPDATE ${schema}.changes_state SET checkpoint = greatest(checkpoint, $1)`, [
-        cursor.low,
-      ])
+      // Only in the epoch it belongs to: after a crash, a new epoch's numbers start over.
+      await this.access.query(
+        `UPDATE ${schema}.changes_state SET checkpoint = greatest(checkpoint, $1) WHERE epoch = $2`,
+        [cursor.low, this.#epoch],
+      )
     }
     if (this.access.leader() && mode === 'listen' && fresh.length > 0) {
       await this.access.query(`SELECT pg_notify($1, $2)`, [this.access.channel, String(cursor.maxSeen)])

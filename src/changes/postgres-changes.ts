@@ -45,6 +45,14 @@ class PostgresChanges implements ChangeSource {
   #installed = false
   /** Bumped on every connection: timers of an earlier connection stop. */
   #generation = 0
+  /**
+   * Bumped on every loss and on close: a connection attempt that finds it changed was superseded,
+   * releases the session it opened and stops, so that one attempt at most is ever under way (two
+   * would leave a stray session, possibly holding the leader lock, and nobody would drain).
+   */
+  #attempt = 0
+  /** Whether the sink was told `up` since it was last told `down`: one `down` per outage. */
+  #up = false
   #lastError: string | null = null
   #closed = false
 
@@ -71,11 +79,11 @@ class PostgresChanges implements ChangeSource {
     })
     // A database that is down at start is retried like a lost connection, install included.
     this.#state = 'down'
+    const attempt = this.#attempt
     try {
-      await this.#connect()
+      await this.#connect(attempt)
     } catch (error) {
-      this.#state = 'starting' // let #lost take over
-      this.#lost(error)
+      if (attempt === this.#attempt) this.#lost(error, true)
     }
     this.#every(this.#s.pruneIntervalMs, async () => this.#reader?.prune(this.#s.retentionMs))
   }
@@ -102,6 +110,7 @@ class PostgresChanges implements ChangeSource {
 
   async close(): Promise<void> {
     this.#closed = true
+    this.#attempt++
     this.#state = 'closed'
     for (const timer of this.#timers) clearTimeout(timer)
     this.#timers.clear()
@@ -125,25 +134,32 @@ class PostgresChanges implements ChangeSource {
     this.#installed = true
   }
 
-  /** Connects (and installs, the first time), catches up, then trusts local tiers again. */
-  async #connect(): Promise<void> {
+  /**
+   * Connects (and installs, the first time), catches up, then trusts local tiers again. Returns
+   * quietly if superseded meanwhile (a loss or close bumped `#attempt`); throws if it failed.
+   */
+  async #connect(attempt: number): Promise<void> {
+    const current = () => attempt === this.#attempt
     try {
       await this.#install()
-      await this.#listen()
-      await this.#read() // catch up before trusting local tiers again
+      if (current()) await this.#listen(attempt)
+      if (current()) await this.#read() // catch up before trusting local tiers again
     } catch (error) {
+      if (!current()) return
       this.#state = 'down'
       this.#leader = false
       this.#release()
       throw error
     }
+    if (!current()) return
     this.#backoff = 100
     this.#lastError = null
+    this.#up = true
     this.#sink?.up()
     this.#schedule(++this.#generation)
   }
 
-  async #listen(): Promise<void> {
+  async #listen(attempt: number): Promise<void> {
     const { pool, mode } = this.#s
     if (mode === 'poll') {
       this.#state = 'polling'
@@ -153,6 +169,10 @@ class PostgresChanges implements ChangeSource {
       this.#state = 'leader'
     } else if (pool.connect) {
       const session = await withTimeout(pool.connect(), QUERY_TIMEOUT_MS)
+      if (attempt !== this.#attempt) {
+        session.release(true) // superseded while connecting
+        return
+      }
       // Only the current session's death matters: a replaced one's 'end' must not start a retry.
       session.on('error', (error) => {
         if (this.#session === session) this.#lost(error)
@@ -164,10 +184,13 @@ class PostgresChanges implements ChangeSource {
         if ((message as { channel?: string }).channel === this.#channel) this.#wake()
       })
       this.#session = session
+      // On this session only, never on the pool: a pooled connection must not LISTEN, nor keep the
+      // leader lock once returned. A loss releases the session, and these then fail.
+      const q = (text: string) => withTimeout(session.query(text), QUERY_TIMEOUT_MS)
       // Named, so operators (and tests) can find the listener in pg_stat_activity.
-      await this.#q(`SET application_name = '${`graphql-strata changes ${this.#s.schema}`.slice(0, 63)}'`)
-      await this.#q(`LISTEN ${this.#channel}`)
-      await this.#campaign()
+      await q(`SET application_name = '${`graphql-strata changes ${this.#s.schema}`.slice(0, 63)}'`)
+      await q(`LISTEN ${this.#channel}`)
+      await this.#campaign(session)
       this.#ping(session)
     } else {
       throw new StrataOptionError(
@@ -178,10 +201,12 @@ class PostgresChanges implements ChangeSource {
   }
 
   /** Tries to become the leader (session advisory lock, released if this connection dies). */
-  async #campaign(): Promise<void> {
-    const { rows } = await this.#q(`SELECT pg_try_advisory_lock(hashtext($1)) AS won`, [
-      leaderLock(this.#s.schema),
-    ])
+  async #campaign(session: Session): Promise<void> {
+    const { rows } = await withTimeout(
+      session.query(`SELECT pg_try_advisory_lock(hashtext($1)) AS won`, [leaderLock(this.#s.schema)]),
+      QUERY_TIMEOUT_MS,
+    )
+    if (session !== this.#session) return // lost meanwhile: released, and the lock with it
     const won = rows[0]?.won === true
     if (won && !this.#leader) this.#sink?.logger.info('strata: this instance now leads change capture')
     this.#leader = won
@@ -204,7 +229,7 @@ class PostgresChanges implements ChangeSource {
     this.#after(interval, async () => {
       if (this.#state === 'down' || generation !== this.#generation) return
       try {
-        if (mode === 'listen' && this.#session && !this.#leader) await this.#campaign()
+        if (mode === 'listen' && this.#session && !this.#leader) await this.#campaign(this.#session)
         await this.#read()
       } catch (error) {
         return this.#lost(error)
@@ -247,30 +272,44 @@ class PostgresChanges implements ChangeSource {
     }
   }
 
-  #lost(error: unknown): void {
-    if (this.#closed || this.#state === 'down') return
+  /**
+   * The connection is lost (or never came up, `starting`): supersedes any attempt under way, then
+   * reconnects with backoff, forever, in one chain of attempts.
+   */
+  #lost(error: unknown, starting = false): void {
+    if (this.#closed) return
+    const attempt = ++this.#attempt
+    const wasUp = this.#up || starting
+    this.#up = false
     this.#lastError = String((error as Error)?.message ?? error)
     this.#state = 'down'
     this.#leader = false
     this.#release()
-    this.#sink?.down(`change listener: ${this.#lastError}`)
-    this.#sink?.logger.warn(
-      { err: error, retryInMs: this.#backoff },
-      'strata: change listener lost; reconnecting',
-    )
-    const retry = () =>
+    if (wasUp) {
+      this.#sink?.down(`change listener: ${this.#lastError}`)
+      this.#sink?.logger.warn(
+        { err: error, retryInMs: this.#backoff },
+        'strata: change listener lost; reconnecting',
+      )
+    }
+    const retry = (): void =>
       this.#after(this.#backoff, async () => {
+        if (attempt !== this.#attempt) return
         this.#reconnects++
         try {
-          await this.#connect()
+          await this.#connect(attempt)
+        } catch (next) {
+          if (attempt !== this.#attempt) return
+          this.#lastError = String((next as Error)?.message ?? next)
+          this.#backoff = Math.min(this.#backoff * 2, 30_000)
+          retry()
+          return
+        }
+        if (attempt === this.#attempt) {
           this.#sink?.logger.info(
             { reconnects: this.#reconnects },
             'strata: change listener reconnected and caught up',
           )
-        } catch (next) {
-          this.#lastError = String((next as Error)?.message ?? next)
-          this.#backoff = Math.min(this.#backoff * 2, 30_000)
-          retry()
         }
       })
     retry()

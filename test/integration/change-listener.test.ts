@@ -1,0 +1,200 @@
+import pg from 'pg'
+import pino from 'pino'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import type { ChangeSink, ChangeSource } from '../../src/changes/source.js'
+import { postgresChanges } from '../../src/postgres.js'
+import { serviceUrl } from '../support/services.js'
+import { sleep, waitFor } from '../support/wait.js'
+
+// The change listener's connection lifecycle and the log's epochs, against real PostgreSQL.
+const strata = `lsn_strata_${process.pid}`
+const data = `lsn_data_${process.pid}`
+let admin: pg.Pool
+const closers: (() => Promise<unknown>)[] = []
+
+beforeAll(async () => {
+  admin = new pg.Pool({ connectionString: await serviceUrl('postgres'), max: 4 })
+  await admin.query(
+    `CREATE SCHEMA IF NOT EXISTS ${data}; CREATE TABLE IF NOT EXISTS ${data}.p (id int PRIMARY KEY, v text)`,
+  )
+  const { source } = await listener()
+  await source.close()
+  await admin.query(`SELECT ${strata}.watch('${data}.p', 'P', 'id')`)
+})
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close()
+})
+afterAll(async () => {
+  await admin?.query(`DROP SCHEMA IF EXISTS ${data} CASCADE; DROP SCHEMA IF EXISTS ${strata} CASCADE`)
+  await admin?.end()
+})
+
+/** What a source told its sink. */
+function recordingSink(slowInvalidate?: { ms: number }) {
+  const seen = { tags: [] as string[], flushes: 0, downs: 0, ups: 0 }
+  const sink: ChangeSink = {
+    logger: pino({ level: 'silent' }),
+    invalidate: async (tags) => {
+      seen.tags.push(...tags)
+      if (slowInvalidate) await sleep(slowInvalidate.ms)
+    },
+    flush: async () => {
+      seen.flushes++
+    },
+    down: () => {
+      seen.downs++
+    },
+    up: () => {
+      seen.ups++
+    },
+  }
+  return { sink, seen }
+}
+
+/** A source on its own pool, whose sessions (the clients `connect()` gave out) the test can break. */
+async function listener(options: { start?: boolean; slowInvalidate?: { ms: number } } = {}) {
+  const pool = new pg.Pool({ connectionString: await serviceUrl('postgres'), max: 6 })
+  const sessions: pg.PoolClient[] = []
+  const connect = pool.connect.bind(pool) as (...args: unknown[]) => Promise<pg.PoolClient> | undefined
+  Object.assign(pool, {
+    // pool.query calls connect with a callback: only the promise form hands out sessions.
+    connect: (...args: unknown[]) => {
+      if (args.length > 0) return connect(...args)
+      return (connect() as Promise<pg.PoolClient>).then((client) => {
+        sessions.push(client)
+        return client
+      })
+    },
+  })
+  const source: ChangeSource = postgresChanges({ pool, schema: strata, pollMs: 20, followerPollMs: 200 })
+  const { sink, seen } = recordingSink(options.slowInvalidate)
+  closers.push(async () => {
+    await source.close()
+    await pool.end()
+  })
+  if (options.start !== false) await source.start(sink)
+  return { source, sink, seen, sessions, pool }
+}
+
+/** Listener sessions of this schema, and whether each holds an advisory lock (the leader's). */
+async function listenerSessions() {
+  const { rows } = await admin.query(
+    `SELECT a.pid, bool_or(l.granted) IS TRUE AS leads FROM pg_stat_activity a
+     LEFT JOIN pg_locks l ON l.pid = a.pid AND l.locktype = 'advisory'
+     WHERE a.application_name = $1 GROUP BY a.pid`,
+    [`graphql-strata changes ${strata}`],
+  )
+  return rows as { pid: number; leads: boolean }[]
+}
+
+const breakSocket = (client: pg.PoolClient) =>
+  (
+    client as unknown as { connection: { stream: { destroy(error: Error): void } } }
+  ).connection.stream.destroy(new Error('read ECONNRESET (test)'))
+
+async function waitsOnLock(pid: number | undefined): Promise<boolean> {
+  return waitFor(async () => {
+    const { rows } = await admin.query(
+      `SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'`,
+      [pid],
+    )
+    return rows.length > 0
+  }, 3000)
+}
+
+describe('the change listener connection', () => {
+  it('closed while it starts: no session is left behind, none holds the leader lock', async () => {
+    const { source, sink } = await listener({ start: false })
+    const started = source.start(sink)
+    await sleep(1)
+    await source.close()
+    await started
+    await sleep(300)
+    expect(source.status().state).toBe('closed')
+    expect(await listenerSessions()).toEqual([])
+  })
+
+  it('lost again while a reconnect catches up: one session remains, it leads, and changes still arrive', async () => {
+    const { source, seen, sessions } = await listener()
+    expect(source.status().state).toBe('leader')
+    const locker = await admin.connect()
+    try {
+      // Every read of the log now waits: the first session is lost in the middle of one...
+      await locker.query(`BEGIN; LOCK ${strata}.changes_state IN ACCESS EXCLUSIVE MODE`)
+      expect(await waitsOnLock((sessions[0] as { processID?: number } | undefined)?.processID)).toBe(true)
+      breakSocket(sessions[0] as pg.PoolClient)
+      // ...and the reconnect's session is lost while its catch-up read waits.
+      expect(await waitFor(async () => sessions.length >= 2, 3000)).toBe(true)
+      expect(await waitsOnLock((sessions[1] as { processID?: number } | undefined)?.processID)).toBe(true)
+      breakSocket(sessions[1] as pg.PoolClient)
+      await sleep(70)
+    } finally {
+      await locker.query('COMMIT')
+      locker.release()
+    }
+    expect(await waitFor(async () => source.status().state === 'leader', 5000)).toBe(true)
+    await sleep(300) // a stray attempt, were there one, would have connected by now
+    const open = await listenerSessions()
+    expect(open).toHaveLength(1)
+    expect(open[0]?.leads).toBe(true)
+    await admin.query(
+      `INSERT INTO ${data}.p VALUES (1001, 'after the losses') ON CONFLICT (id) DO UPDATE SET v = excluded.v`,
+    )
+    expect(await waitFor(async () => seen.tags.includes('P:1001'), 3000)).toBe(true)
+    expect(seen.ups).toBe(seen.downs + 1) // up at start and after each outage, never while down
+  })
+})
+
+describe("the change log's epochs", () => {
+  it("a reader still applying the old epoch never moves the new epoch's checkpoint", async () => {
+    const slow = { ms: 0 }
+    const a = await listener({ slowInvalidate: slow })
+    await admin.query(`SELECT setval('${strata}.changes_seq_seq', 5000)`)
+    slow.ms = 600
+    await admin.query(
+      `INSERT INTO ${data}.p VALUES (2001, 'old epoch') ON CONFLICT (id) DO UPDATE SET v = excluded.v`,
+    )
+    expect(await waitFor(async () => a.seen.tags.includes('P:2001'), 3000)).toBe(true)
+    // While a applies it, a crash empties the log (UNLOGGED) and its state; numbering starts over.
+    await admin.query(
+      `BEGIN; DELETE FROM ${strata}.changes_state; TRUNCATE ${strata}.changes;
+       ALTER SEQUENCE ${strata}.changes_seq_seq RESTART; SELECT ${strata}.start_epoch(); COMMIT`,
+    )
+    await sleep(700)
+    slow.ms = 0
+    const { rows } = await admin.query(`SELECT checkpoint::int FROM ${strata}.changes_state`)
+    expect(rows[0]?.checkpoint).toBeLessThan(5000)
+    // A change of the new epoch reaches a reader that starts now.
+    const b = await listener()
+    await admin.query(
+      `INSERT INTO ${data}.p VALUES (2002, 'new epoch') ON CONFLICT (id) DO UPDATE SET v = excluded.v`,
+    )
+    expect(await waitFor(async () => b.seen.tags.includes('P:2002'), 3000)).toBe(true)
+    expect(await waitFor(async () => a.seen.tags.includes('P:2002'), 3000)).toBe(true)
+  })
+
+  it('a new epoch starts where the sequence stands (PostgreSQL 14 keeps counting after a crash): nothing below waits', async () => {
+    const a = await listener()
+    // A crash on PostgreSQL 14: the log and its state are empty, the (logged) sequence goes on.
+    await admin.query(
+      `BEGIN; DELETE FROM ${strata}.changes_state; TRUNCATE ${strata}.changes;
+       SELECT setval('${strata}.changes_seq_seq', 3000000); COMMIT`,
+    )
+    const writer = await admin.connect()
+    try {
+      await writer.query('BEGIN; SELECT txid_current()') // a transaction in flight throughout
+      // The leader starts a new epoch, which every reader answers with a flush.
+      expect(await waitFor(async () => a.seen.flushes > 0, 3000)).toBe(true)
+      const { rows } = await admin.query(`SELECT checkpoint::int FROM ${strata}.changes_state`)
+      expect(rows[0]?.checkpoint).toBeGreaterThanOrEqual(3000000)
+      await admin.query(
+        `INSERT INTO ${data}.p VALUES (3001, 'after the crash') ON CONFLICT (id) DO UPDATE SET v = excluded.v`,
+      )
+      expect(await waitFor(async () => a.seen.tags.includes('P:3001'), 3000)).toBe(true)
+      expect(a.source.status().pending).toBe(0)
+    } finally {
+      await writer.query('COMMIT')
+      writer.release()
+    }
+  })
+})
