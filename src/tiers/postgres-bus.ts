@@ -26,15 +26,24 @@ const PING_TIMEOUT_MS = 5000
  * Invalidation bus over PostgreSQL LISTEN/NOTIFY. Listens on a dedicated pool connection,
  * pinged periodically so a silently dead connection is noticed; reconnects with backoff,
  * forever, reporting each gap. On PGlite it uses the in-process `listen` API.
+ *
+ * At most one connection attempt is live at a time. Each has a number; a loss, a failed attempt
+ * and close() all move to the next number, so whatever an older attempt still has in flight (a
+ * connect, a LISTEN, a ping, a late 'error' or 'end') finds itself superseded and only destroys
+ * the connection it holds. Only the current attempt may schedule the next one.
  */
 export class PostgresBus implements CacheBus {
   readonly name = 'postgres-notify'
   readonly #envelope = new BusEnvelope()
-  #client: ListenClient | undefined
   #unlisten: (() => Promise<void>) | undefined
-  #closed = false
-  #timer: ReturnType<typeof setTimeout> | undefined
   #handlers: BusHandlers | undefined
+  #attempt = 0
+  /** Destroys the listening connection, once it listens. */
+  #release: (() => void) | undefined
+  /** onUp reported and onDown not since: an outage is reported once, however many retries fail. */
+  #up = false
+  /** The ping while listening, the next retry while not. */
+  #timer: ReturnType<typeof setTimeout> | undefined
   #backoff = 100
 
   constructor(
@@ -50,31 +59,35 @@ export class PostgresBus implements CacheBus {
       return
     }
     if (!this.pool.connect) throw new Error('the PostgreSQL bus needs a pg.Pool (connect) or PGlite (listen)')
-    await this.#connect()
+    try {
+      await this.#connect(this.#attempt)
+    } catch (error) {
+      this.#abandon() // a failed start leaves nothing behind: no connection, no retry
+      throw error
+    }
   }
 
-  async #connect(): Promise<void> {
+  /** Connects and LISTENs as `attempt`. Once superseded, it destroys its connection and stops. */
+  async #connect(attempt: number): Promise<void> {
     const handlers = this.#handlers as BusHandlers
+    const current = () => attempt === this.#attempt
     const client = await (this.pool.connect as () => Promise<ListenClient>)()
     let released = false
     const release = () => {
       if (released) return
       released = true
       try {
-        client.release(true)
+        client.release(true) // destroyed: a pooled connection must not keep LISTENing
       } catch {
         // the pool already dropped it
       }
     }
-    let down = false
+    if (!current()) return release()
+    // A connection dying during LISTEN both emits 'error' / 'end' and rejects the query: #lose
+    // acts on the first report of an attempt only.
     const lost = (reason: string) => {
-      if (down || this.#closed) return
-      down = true
-      clearTimeout(this.#timer)
-      if (this.#client === client) this.#client = undefined
       release()
-      handlers.onDown(reason)
-      this.#retry()
+      this.#lose(attempt, reason)
     }
     client.on('notification', (message) => {
       if (message.channel === this.channel && message.payload) this.#receive(message.payload)
@@ -86,17 +99,22 @@ export class PostgresBus implements CacheBus {
     try {
       await withTimeout(client.query(`LISTEN ${this.channel}`), PING_TIMEOUT_MS)
     } catch (error) {
-      down = true // the 'end' that release() causes must not start another retry
       release()
       throw error
     }
-    this.#client = client
+    if (!current()) return release() // lost or closed while LISTEN ran
+    this.#release = release
     this.#backoff = 100
+    this.#up = true
     handlers.onUp()
     const ping = () => {
       this.#timer = setTimeout(() => {
-        withTimeout(client.query('SELECT 1'), PING_TIMEOUT_MS).then(ping, () =>
-          lost('listener connection stopped answering'),
+        if (!current()) return
+        withTimeout(client.query('SELECT 1'), PING_TIMEOUT_MS).then(
+          () => {
+            if (current()) ping()
+          },
+          () => lost('listener connection stopped answering'),
         )
       }, PING_MS)
       this.#timer.unref?.()
@@ -104,15 +122,31 @@ export class PostgresBus implements CacheBus {
     ping()
   }
 
-  #retry(): void {
-    if (this.#closed) return
+  /** `attempt` failed or lost its connection (already destroyed): report the outage once, retry once. */
+  #lose(attempt: number, reason: string): void {
+    if (attempt !== this.#attempt) return // already handled, or closed
+    const next = ++this.#attempt
+    clearTimeout(this.#timer)
+    this.#release = undefined
+    if (this.#up) {
+      this.#up = false
+      this.#handlers?.onDown(reason)
+    }
+    const delay = this.#backoff
+    this.#backoff = Math.min(delay * 2, 30_000)
     this.#timer = setTimeout(() => {
-      this.#connect().catch(() => {
-        this.#backoff = Math.min(this.#backoff * 2, 30_000)
-        this.#retry()
-      })
-    }, this.#backoff)
+      this.#connect(next).catch(() => this.#lose(next, 'listener could not reconnect'))
+    }, delay)
     this.#timer.unref?.()
+  }
+
+  /** Supersedes every attempt: a connect still in flight destroys what it gets; no timer fires. */
+  #abandon(): void {
+    this.#attempt++
+    this.#up = false
+    clearTimeout(this.#timer)
+    this.#release?.()
+    this.#release = undefined
   }
 
   #receive(payload: string): void {
@@ -127,16 +161,8 @@ export class PostgresBus implements CacheBus {
   }
 
   async close(): Promise<void> {
-    this.#closed = true
-    clearTimeout(this.#timer)
+    this.#abandon()
     await this.#unlisten?.()
-    const client = this.#client
-    this.#client = undefined
-    try {
-      client?.release(true) // destroyed: a pooled connection must not keep LISTENing
-    } catch {
-      // already released
-    }
   }
 }
 
