@@ -48,11 +48,20 @@ export function watchMutation(
           tags.add(typeTag(typeName))
         }
       }
-      // Declared invalidations fire only for root fields that resolved without error: a
-      // failed (e.g. unauthorized) mutation must not let its caller purge the cache.
-      const failed = new Set(result.errors?.map((error) => error.path?.[0]))
+      // Declared invalidations fire for root fields whose resolver ran and returned: a failed (e.g.
+      // unauthorized) mutation must not let its caller purge the cache, but an error below a root
+      // field comes after its change was made, even when it nulls the field or all of `data`.
+      const failed = new Set<unknown>()
+      const erredBelow = new Set<unknown>()
+      for (const error of result.errors ?? []) {
+        const path = error.path ?? []
+        ;(path.length === 1 ? failed : erredBelow).add(path[0])
+      }
       for (const [responseKey, { fieldName }] of fieldsFor(group, mutationType, scope).fields) {
-        if (!result.data || !(responseKey in result.data) || failed.has(responseKey)) continue
+        if (failed.has(responseKey)) continue
+        // With `data` null, only fields an error came from ran (mutation fields run one by one, and
+        // execution stops at the error that nulled it).
+        if (!(result.data ? responseKey in result.data : erredBelow.has(responseKey))) continue
         for (const typeName of state.hints.invalidatedTypes(fieldName) ?? []) {
           for (const tag of tagsForTypeChange(typeName)) tags.add(tag)
         }

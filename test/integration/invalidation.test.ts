@@ -105,6 +105,20 @@ describe('mutation invalidation', () => {
     expect((await server.query('{ tags { label } }')).cache).toBe('HIT')
   })
 
+  it('an error below a mutation field that ran does not cancel what it declares, even when it nulls data', async () => {
+    const { server } = await start()
+    for (const [mutation, id] of [
+      ['mutation { purgePost(id: "1") { deleted note } }', '1'],
+      ['mutation { purgePostStrict(id: "2") { deleted strictNote } }', '2'],
+    ] as const) {
+      await server.query(ONE, { id })
+      expect((await server.query(ONE, { id })).cache).toBe('HIT')
+      const done = await server.query(mutation)
+      expect(done.json.errors?.[0]?.message).toBe('note failed')
+      expect((await server.query(ONE, { id })).json.data?.post).toBeNull()
+    }
+  })
+
   it('a mutation field that fails invalidates nothing it declares', async () => {
     const { server } = await start()
     await server.query(ONE, { id: '1' })

@@ -98,11 +98,20 @@ export const blogTypeDefs = /* GraphQL */ `
     big(size: Int!): String @cacheControl(maxAge: 30)
   }
 
+  type Deletion {
+    deleted: Boolean!
+    note: String
+    strictNote: String!
+  }
+
   type Mutation {
     createPost(title: String!, authorId: ID): Post!
     updatePost(id: ID!, title: String!): Post
     unpublishPost(id: ID!): Post
     deletePost(id: ID!): Boolean! @invalidates(types: ["Post"])
+    "Deletes a post; the Deletion's notes fail (a nested error after the change was made)."
+    purgePost(id: ID!): Deletion @invalidates(types: ["Post"])
+    purgePostStrict(id: ID!): Deletion! @invalidates(types: ["Post"])
     touchNothing: Boolean!
     addTag(label: String!): Tag!
   }
@@ -159,6 +168,14 @@ export function blogSchema(store: BlogStore) {
       },
       Post: { author: (p: Post) => store.authors.get(p.authorId) },
       Author: { posts: (a: { id: string }) => [...store.posts.values()].filter((p) => p.authorId === a.id) },
+      Deletion: {
+        note: () => {
+          throw new Error('note failed')
+        },
+        strictNote: () => {
+          throw new Error('note failed')
+        },
+      },
       Mutation: {
         createPost: (_: unknown, { title, authorId }: { title: string; authorId?: string }) =>
           store.add(title, authorId),
@@ -177,6 +194,8 @@ export function blogSchema(store: BlogStore) {
           if (ctx.request.headers.get('x-forbidden')) throw new Error('forbidden')
           return store.posts.delete(id)
         },
+        purgePost: (_: unknown, { id }: { id: string }) => ({ deleted: store.posts.delete(id) }),
+        purgePostStrict: (_: unknown, { id }: { id: string }) => ({ deleted: store.posts.delete(id) }),
         touchNothing: () => true,
         addTag: (_: unknown, { label }: { label: string }) => {
           const tag = { label }
