@@ -43,12 +43,11 @@ class PostgresChanges implements ChangeSource {
   #backoff = 100
   #reconnects = 0
   #installed = false
-  /** Bumped on every connection: timers of an earlier connection stop. */
-  #generation = 0
   /**
    * Bumped on every loss and on close: a connection attempt that finds it changed was superseded,
    * releases the session it opened and stops, so that one attempt at most is ever under way (two
-   * would leave a stray session, possibly holding the leader lock, and nobody would drain).
+   * would leave a stray session, possibly holding the leader lock, and nobody would drain). The
+   * read loop of a connection stops with it too.
    */
   #attempt = 0
   /** Whether the sink was told `up` since it was last told `down`: one `down` per outage. */
@@ -156,7 +155,7 @@ class PostgresChanges implements ChangeSource {
     this.#lastError = null
     this.#up = true
     this.#sink?.up()
-    this.#schedule(++this.#generation)
+    this.#schedule(attempt)
   }
 
   async #listen(attempt: number): Promise<void> {
@@ -223,18 +222,19 @@ class PostgresChanges implements ChangeSource {
     this.#timers.add(timer)
   }
 
-  #schedule(generation: number): void {
+  #schedule(attempt: number): void {
     const { mode, pollMs, followerPollMs } = this.#s
     const interval = mode === 'poll' || this.#leader ? pollMs : followerPollMs
     this.#after(interval, async () => {
-      if (this.#state === 'down' || generation !== this.#generation) return
+      if (attempt !== this.#attempt) return
       try {
         if (mode === 'listen' && this.#session && !this.#leader) await this.#campaign(this.#session)
         await this.#read()
       } catch (error) {
-        return this.#lost(error)
+        if (attempt === this.#attempt) this.#lost(error)
+        return
       }
-      this.#schedule(generation)
+      this.#schedule(attempt)
     })
   }
 
