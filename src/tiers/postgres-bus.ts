@@ -175,13 +175,13 @@ function split(message: BusMessage): BusMessage[] {
   const items = message.kind === 'invalidate' ? message.tags : message.keys
   const where = message.kind === 'delete' ? message.where : undefined
   const budget = MAX_PAYLOAD - (where ? Buffer.byteLength(JSON.stringify(where)) : 0)
+  const parts: BusMessage[] = []
   const make = (part: string[]): BusMessage => {
     if (message.kind === 'invalidate') return { kind: 'invalidate', tags: part }
     return parts.length === 0 && where
       ? { kind: 'delete', keys: part, where }
       : { kind: 'delete', keys: part }
   }
-  const parts: BusMessage[] = []
   let tags: string[] = []
   let size = 0
   for (const tag of items) {

@@ -47,6 +47,20 @@ export function entryOf(
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
+/**
+ * Whether the tier itself refuses writes from executions that began before an invalidation, a clear
+ * or a fence; if so, waits until the clear in beforeEach is past the tier's skew tolerance. In-process
+ * tiers rely on the plugin's invalidation clock instead (tested in integration): they must not be shared.
+ */
+async function refusesOlderWrites(h: TierHarness): Promise<boolean> {
+  if (!h.guardsWrites) {
+    expect(h.tier.shared).toBe(false)
+    return false
+  }
+  await sleep((h.skewMs ?? 0) + 20)
+  return true
+}
+
 /** The behaviour every tier must have. */
 export function describeTierConformance(name: string, makeHarness: () => Promise<TierHarness>): void {
   describe(`${name} tier conformance`, () => {
@@ -185,12 +199,7 @@ export function describeTierConformance(name: string, makeHarness: () => Promise
     })
 
     it('refuses a write from an execution that began before an invalidation of its tags', async () => {
-      if (!h.guardsWrites) {
-        // In-process tiers rely on the plugin's invalidation clock instead (tested in integration).
-        expect(h.tier.shared).toBe(false)
-        return
-      }
-      await sleep((h.skewMs ?? 0) + 20) // past the clear in beforeEach
+      if (!(await refusesOlderWrites(h))) return
       const startedAt = Date.now()
       await h.tier.invalidate(['Post:9'])
       const key = keyFor()
@@ -202,11 +211,7 @@ export function describeTierConformance(name: string, makeHarness: () => Promise
     })
 
     it("one tenant's clear refuses that tenant's older writes only", async () => {
-      if (!h.guardsWrites) {
-        expect(h.tier.shared).toBe(false)
-        return
-      }
-      await sleep((h.skewMs ?? 0) + 20) // past the clear in beforeEach
+      if (!(await refusesOlderWrites(h))) return
       const startedAt = Date.now()
       await h.tier.clear('acme')
       const acme = keyFor('acme')
@@ -218,13 +223,9 @@ export function describeTierConformance(name: string, makeHarness: () => Promise
     })
 
     it("a fence refuses older writes (a tenant's, or all) and removes nothing", async () => {
-      if (!h.guardsWrites) {
-        expect(h.tier.shared).toBe(false)
-        return
-      }
+      if (!(await refusesOlderWrites(h))) return
       const fence = h.tier.fence?.bind(h.tier)
       if (!fence) throw new Error(`the shared ${h.tier.name} tier has no fence()`)
-      await sleep((h.skewMs ?? 0) + 20) // past the clear in beforeEach
       const kept = keyFor('acme')
       await h.tier.set(kept, entryOf('{"kept":1}', ['T'], { tenant: 'acme' }))
       const startedAt = Date.now()
