@@ -78,7 +78,7 @@ export interface StrataOptions<TContext = StrataContext> {
   bus?: CacheBus | false
   /**
    * Timeouts and circuit breaker of shared tiers (see `breakerDefaults`).
-   * @default { timeoutMs: 100, invalidateTimeoutMs: 1000, failureThreshold: 5, cooldownMs: 500, maxCooldownMs: 30000, maxPendingTags: 10000 }
+   * @default { timeoutMs: 100, invalidateTimeoutMs: 1000, clearTimeoutMs: 30000, failureThreshold: 5, cooldownMs: 500, maxCooldownMs: 30000, maxPendingTags: 10000 }
    */
   breaker?: Partial<BreakerOptions>
   /**

@@ -10,11 +10,18 @@ export interface BreakerOptions {
    */
   timeoutMs: number
   /**
-   * Milliseconds an invalidation or clear may take (mutations wait for it); also how long telling
-   * other instances over the bus may take.
+   * Milliseconds an invalidation may take (mutations wait for it); also how long telling other
+   * instances over the bus may take.
    * @default 1000
    */
   invalidateTimeoutMs: number
+  /**
+   * Milliseconds a clear may take: an admin flush, a flush after a change-log gap, and the clear that
+   * brings back a tier which missed too much. It walks the whole namespace, so it takes as long as
+   * the tier is large; past this it counts as failed and is retried until one completes in time.
+   * @default 30000
+   */
+  clearTimeoutMs: number
   /**
    * Consecutive failures that open the circuit (an invalidation failure opens it at once).
    * @default 5
@@ -37,6 +44,7 @@ export interface BreakerOptions {
 export const breakerDefaults: BreakerOptions = {
   timeoutMs: 100,
   invalidateTimeoutMs: 1000,
+  clearTimeoutMs: 30_000,
   failureThreshold: 5,
   cooldownMs: 500,
   maxCooldownMs: 30_000,
@@ -127,7 +135,7 @@ export class TierGuard {
   async clear(tenant: string | null | undefined): Promise<number> {
     if (this.#state !== 'closed') return this.#miss('clear', undefined)
     try {
-      return await this.#timed('clear', () => this.tier.clear(tenant), this.options.invalidateTimeoutMs)
+      return await this.#timed('clear', () => this.tier.clear(tenant), this.options.clearTimeoutMs)
     } catch (error) {
       return this.#miss('clear', undefined, error)
     }
@@ -203,7 +211,7 @@ export class TierGuard {
     this.#pending = new Set()
     try {
       if (pending === 'flush')
-        await this.#timed('clear', () => this.tier.clear(), this.options.invalidateTimeoutMs)
+        await this.#timed('clear', () => this.tier.clear(), this.options.clearTimeoutMs)
       else if (pending.size > 0) {
         await this.#timed(
           'invalidate',

@@ -205,15 +205,13 @@ export function redisTier(options: RedisTierOptions): CacheTier & { readonly sha
       // First refuse writes from executions that began before the clear, then remove.
       await fence(tenant)
       let removed = 0
-      // Clearing everything also drops tag indexes and stamps (all but the flush stamps).
-      for await (const { keys } of scan(tenant === undefined ? `{${namespace}:*}*` : entryPattern(tenant))) {
-        const doomed =
-          tenant === undefined
-            ? keys.filter((key) => !isFlushStamp(key))
-            : keys.filter((key) => ownedBy(key, tenant))
+      // Entries only. Tag indexes and stamps stay: an entry stored while the scan runs (by an
+      // execution that began after the fence) must keep its index, and an invalidation made meanwhile
+      // its stamp. What indexes still list of the removed entries expires with them.
+      for await (const { keys } of scan(entryPattern(tenant))) {
+        const doomed = tenant === undefined ? keys : keys.filter((key) => ownedBy(key, tenant))
         if (doomed.length === 0) continue
-        removed += doomed.filter((key) => key.includes('}e:')).length
-        await unlinkAll(doomed)
+        removed += await unlinkAll(doomed)
       }
       return removed
     },
@@ -247,12 +245,6 @@ export function redisTier(options: RedisTierOptions): CacheTier & { readonly sha
 /** The suffix of a tenant's flush stamp (`~` for tenancy-off entries: an encoded tenant never contains it). */
 function tenantMark(tenant: string | null): string {
   return tenant === null ? '~' : `t${encodeTenant(tenant)}`
-}
-
-/** Flush stamps survive a full clear: they refuse writes that began before it. */
-function isFlushStamp(key: string): boolean {
-  const rest = key.slice(key.indexOf('}') + 1)
-  return rest === 'f' || rest.startsWith('f:')
 }
 
 function validate(options: RedisTierOptions) {

@@ -36,4 +36,43 @@ describe('redis tier index hygiene', () => {
     const [, left] = await client.scan('0', 'MATCH', `{${namespace}:*`, 'COUNT', 1000)
     expect(left.filter((k) => !k.endsWith('}f'))).toEqual([])
   })
+
+  it('a full clear leaves the index and stamp of what is written and invalidated while it runs', async () => {
+    const client = new Redis(await serviceUrl('redis'))
+    clients.push(client)
+    const namespace = `idx-${randomUUID().slice(0, 8)}`
+    const before = keyFor()
+    const during = keyFor()
+    let inClear = false
+    // The clear has listed the keys to remove when it unlinks the first batch: an execution that
+    // began after the clear's fence stores an entry under a tag that already had one, and another
+    // tag is invalidated, both before that batch goes.
+    const racing = new Proxy(client, {
+      get(target, property, receiver) {
+        if (property !== 'unlink') return Reflect.get(target, property, receiver)
+        return async (...keys: string[]) => {
+          if (inClear) {
+            inClear = false
+            await sleep(5)
+            await tier.set(during, entryOf('{"x":2}', ['Post:1']), { startedAt: Date.now() })
+            await tier.invalidate(['Post:2'])
+          }
+          return target.unlink(...keys)
+        }
+      },
+    })
+    const tier = redisTier({ client: racing, namespace, shards: 1, skewToleranceMs: 0 })
+    await tier.set(before, entryOf('{"x":1}', ['Post:1']))
+    await tier.invalidate(['Unrelated']) // a stamp and an index key exist before the clear too
+    inClear = true
+    expect(await tier.clear()).toBe(1)
+    expect(inClear).toBe(false)
+    expect(await tier.get(before)).toBeUndefined()
+    expect((await tier.get(during))?.body).toBe('{"x":2}')
+    // Its index still finds it, and the stamp made during the clear still refuses older writes.
+    expect(await tier.invalidate(['Post:1'])).toBe(1)
+    expect(await tier.get(during)).toBeUndefined()
+    await tier.set(before, entryOf('{"x":3}', ['Post:2']), { startedAt: Date.now() - 1000 })
+    expect(await tier.get(before)).toBeUndefined()
+  })
 })

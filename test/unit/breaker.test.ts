@@ -12,11 +12,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 function flakyTier() {
   const inner = memoryTier()
   const calls: string[] = []
-  let mode: 'ok' | 'fail' | 'hang' = 'ok'
+  let mode: 'ok' | 'fail' | 'hang' | 'slow' = 'ok'
   const gate = async <T>(name: string, run: () => T): Promise<T> => {
     calls.push(name)
     if (mode === 'fail') throw new Error('down')
     if (mode === 'hang') await new Promise(() => {})
+    if (mode === 'slow') await sleep(60)
     return run()
   }
   const tier: CacheTier = {
@@ -37,6 +38,7 @@ const options = {
   ...breakerDefaults,
   timeoutMs: 20,
   invalidateTimeoutMs: 20,
+  clearTimeoutMs: 200,
   failureThreshold: 3,
   cooldownMs: 30,
 }
@@ -146,6 +148,23 @@ describe('tier circuit breaker', () => {
     expect(calls.at(-1)).toBe('clear')
     expect(await tier.get('k2')).toBeUndefined()
     await cache.close()
+  })
+
+  it('a clear may take longer than an invalidation: a slow one completes, and one on recovery brings the tier back', async () => {
+    const { tier, calls, setMode } = flakyTier()
+    await tier.set('k', entryOf('{}', ['Post:1']))
+    const guard = new TierGuard(tier, { ...options, maxPendingTags: 1 }, logger)
+    setMode('slow') // 60 ms: past invalidateTimeoutMs (20), within clearTimeoutMs (200)
+    expect(await guard.clear(undefined)).toBe(1)
+    expect(guard.stats()).toMatchObject({ state: 'closed', failures: 0 })
+    setMode('fail')
+    await guard.invalidate(['a', 'b'])
+    expect(guard.stats().pendingTags).toBe('flush')
+    setMode('slow')
+    await sleep(150)
+    expect(calls.at(-1)).toBe('clear')
+    expect(guard.available).toBe(true)
+    guard.close()
   })
 
   it('backs off while the tier stays down', async () => {
