@@ -1,7 +1,7 @@
 import { GraphQLError } from 'graphql'
 import type { ChangeSource } from '../changes/source.js'
 import { tagsForEntityChange, tagsForTypeChange } from '../entities/tags.js'
-import { keyTenant } from '../key/key.js'
+import { isWellFormedTenant, keyTenant } from '../key/key.js'
 import type { StrataEngine } from '../plugin/engine.js'
 import { ask, type PurgeFilter, purgeListing } from '../tiers/purge.js'
 import type { EntryQuery, EntrySummary } from '../tiers/tier.js'
@@ -49,7 +49,16 @@ export function adminResolvers<TContext>(
 ) {
   const authorize = async (context: unknown): Promise<AdminAccess> => {
     const access = await options.authorize({ context: context as TContext })
-    if (access !== 'all' && !(access && typeof access === 'object' && typeof access.tenant === 'string'))
+    // A tenant that is not well-formed Unicode would name another one in keys: refused like no access.
+    if (
+      access !== 'all' &&
+      !(
+        access &&
+        typeof access === 'object' &&
+        typeof access.tenant === 'string' &&
+        isWellFormedTenant(access.tenant)
+      )
+    )
       throw forbidden()
     return access
   }
@@ -63,6 +72,10 @@ export function adminResolvers<TContext>(
 
 /** The tenant an admin may act on (`undefined`: every tenant), refusing another tenant. */
 function scopedTenant(access: AdminAccess, requested: string | null | undefined): string | null | undefined {
+  if (typeof requested === 'string' && !isWellFormedTenant(requested))
+    throw new GraphQLError('tenant is not well-formed Unicode (it holds a lone surrogate)', {
+      extensions: { code: 'BAD_USER_INPUT' },
+    })
   if (access === 'all') return requested
   if (requested !== undefined && requested !== null && requested !== access.tenant) throw forbidden()
   return access.tenant

@@ -19,14 +19,28 @@ export interface KeyParts {
 }
 
 const SAFE = /^[A-Za-z0-9_-]*$/
+/** With the `u` flag a surrogate pair is one code point, so this finds lone surrogates only. */
+const LONE_SURROGATE = /\p{Cs}/u
+
+/**
+ * Whether a tenant id can be told apart from every other once encoded: a lone UTF-16 surrogate
+ * becomes U+FFFD in UTF-8 (in keys, in Redis, in PostgreSQL), so `'\uD800'` and `'\uFFFD'` would
+ * share entries. Such tenants are refused where they come in.
+ */
+export function isWellFormedTenant(tenant: string): boolean {
+  return !LONE_SURROGATE.test(tenant)
+}
 
 /**
  * Encodes a tenant id so that no value can change the key's structure or match
  * another tenant's scan pattern: every byte outside `[A-Za-z0-9_-]` becomes `%XX`.
  * The output never contains `:`, glob characters (`*?[]`), braces or spaces.
+ * Throws on a tenant that is not well-formed Unicode ({@link isWellFormedTenant}).
  */
 export function encodeTenant(tenant: string): string {
   if (SAFE.test(tenant)) return tenant
+  if (!isWellFormedTenant(tenant))
+    throw new TypeError(`tenant ${JSON.stringify(tenant)} is not well-formed Unicode (a lone surrogate)`)
   let out = ''
   for (const byte of Buffer.from(tenant, 'utf8')) {
     const ch = String.fromCharCode(byte)

@@ -5,6 +5,7 @@ export type BypassReason =
   | 'incremental'
   | 'disabled'
   | 'no-tenant'
+  | 'ill-formed-tenant'
   | 'private-no-session'
   | 'no-operation'
   | 'admin'

@@ -5,7 +5,7 @@ import { adminResolvers } from '../admin/admin.js'
 import { withAdminField } from '../admin/schema.js'
 import type { ChangeSourceStatus } from '../changes/source.js'
 import { tagsForEntityChange, tagsForTypeChange } from '../entities/tags.js'
-import { deriveKey } from '../key/key.js'
+import { deriveKey, isWellFormedTenant } from '../key/key.js'
 import { createMetrics } from '../observability/metrics.js'
 import type { StrataStats } from '../observability/stats.js'
 import { type RequestInfo, type StrataContext, type StrataOptions, strataDefaults } from '../options.js'
@@ -20,6 +20,13 @@ import { executeMiss } from './miss.js'
 import { watchMutation } from './mutation.js'
 import { SchemaState } from './schema-state.js'
 import { warm, type YogaLike } from './warm.js'
+
+/** Why a request's tenant keeps it out of the cache. */
+interface TenantBypass {
+  readonly reason: 'no-tenant' | 'ill-formed-tenant'
+}
+const NO_TENANT: TenantBypass = { reason: 'no-tenant' }
+const ILL_FORMED_TENANT: TenantBypass = { reason: 'ill-formed-tenant' }
 
 /** Programmatic control over a Strata instance. */
 export interface StrataHandle {
@@ -99,6 +106,7 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
   if (options.warm?.afterFlush) engine.afterClear = () => void runWarm()
   const schemas = new WeakMap<GraphQLSchema, SchemaState>()
   let warnedNoTenant = false
+  let warnedIllFormed = false
 
   const schemaState = (schema: GraphQLSchema): SchemaState => {
     let state = schemas.get(schema)
@@ -117,18 +125,31 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
     return state
   }
 
-  /** The request's tenant: a string, `null` with tenancy off, `undefined` when missing. */
-  const tenantFor = (info: RequestInfo<TContext>): string | null | undefined => {
+  /**
+   * The request's tenant: a string, `null` with tenancy off, or why the request bypasses the cache:
+   * no tenant, or one that is not well-formed Unicode (it would share entries with another).
+   */
+  const tenantFor = (info: RequestInfo<TContext>): string | null | TenantBypass => {
     if (tenantOf === false) return null
     const value = tenantOf(info)
-    if (value !== null && value !== undefined) return String(value)
-    if (!warnedNoTenant) {
-      warnedNoTenant = true
+    if (value === null || value === undefined) {
+      if (!warnedNoTenant) {
+        warnedNoTenant = true
+        logger.warn(
+          'strata: request without a tenant while tenancy is on; bypassing the cache (logged once, counted in stats().bypasses["no-tenant"])',
+        )
+      }
+      return NO_TENANT
+    }
+    const tenant = String(value)
+    if (isWellFormedTenant(tenant)) return tenant
+    if (!warnedIllFormed) {
+      warnedIllFormed = true
       logger.warn(
-        'strata: request without a tenant while tenancy is on; bypassing the cache (logged once, counted in stats().bypasses["no-tenant"])',
+        'strata: tenant is not well-formed Unicode (a lone surrogate); bypassing the cache (logged once, counted in stats().bypasses["ill-formed-tenant"])',
       )
     }
-    return undefined
+    return ILL_FORMED_TENANT
   }
 
   const onExecute: NonNullable<Plugin<AnyContext>['onExecute']> = (payload) => {
@@ -156,7 +177,7 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
     }
     if (options.enabled && !options.enabled(info)) return engine.bypass(context, 'disabled', operation)
     const tenant = tenantFor(info)
-    if (tenant === undefined) return engine.bypass(context, 'no-tenant', operation)
+    if (typeof tenant === 'object' && tenant !== null) return engine.bypass(context, tenant.reason, operation)
     let session: string | null = null
     if (facts.mayBePrivate) {
       const value = options.session?.(info)
@@ -227,7 +248,11 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
       invalidateEntities: (typeName, ids) =>
         engine.invalidateTags(ids.flatMap((id) => tagsForEntityChange(typeName, [id]))),
       invalidateTypes: (typeNames) => engine.invalidateTags(typeNames.flatMap(tagsForTypeChange)),
-      clear: (tenant) => engine.clear(tenant),
+      clear: async (tenant) => {
+        if (typeof tenant === 'string' && !isWellFormedTenant(tenant))
+          throw new TypeError(`strata.clear: tenant ${JSON.stringify(tenant)} is not well-formed Unicode`)
+        return engine.clear(tenant)
+      },
       stats: () => structuredClone(engine.stats),
       cache: engine.cache,
       changes: () => options.changes?.status(),

@@ -211,6 +211,21 @@ describe('the admin field', () => {
     expect(await cached(server, 'query One { post(id: "1") { id title } }', acme)).toBe(true)
   })
 
+  it('refuses a tenant argument that is not well-formed Unicode (it would name another tenant)', async () => {
+    const { server, strata } = await start()
+    await seed(server)
+    for (const query of [
+      `mutation($t: String) { _strata { flush(tenant: $t) { ${PURGE} } } }`,
+      'query($t: String) { _strata { entries(tenant: $t) { nodes { key } } } }',
+    ]) {
+      const res = await admin(server, query, SUPER, { t: '\ud800' })
+      expect(res.json.errors?.[0]?.extensions?.code, query).toBe('BAD_USER_INPUT')
+      expect(res.json.errors?.[0]?.message).toMatch(/not well-formed Unicode/)
+    }
+    expect(await cached(server, 'query One { post(id: "1") { id title } }', acme)).toBe(true)
+    expect(strata.cache.health().redis).toMatchObject({ state: 'closed', failures: 0 })
+  })
+
   it('a tenant admin sees and purges only its own tenant', async () => {
     const { server } = await start()
     await seed(server)

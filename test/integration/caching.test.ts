@@ -261,6 +261,30 @@ describe('tenancy and sessions', () => {
     expect(lines.filter((l) => l.includes('without a tenant'))).toHaveLength(1)
   })
 
+  it('bypasses a tenant that is not well-formed Unicode instead of sharing another tenant\'s entries', async () => {
+    const lines: string[] = []
+    const logger = pino({ level: 'warn' }, { write: (line: string) => lines.push(line) })
+    // The tenant comes from a JSON claim, as from a token: a lone surrogate survives JSON.parse.
+    const tenant = ({ context }: { context: Ctx }) => {
+      const claim = context.request.headers.get('x-tenant-claim')
+      return claim === null ? null : (JSON.parse(claim) as string)
+    }
+    const { server, strata } = await start({ tenant, logger })
+    const q = '{ posts { id } }'
+    const replacement = { 'x-tenant-claim': '"\\ufffd"' } // U+FFFD, what UTF-8 makes of a lone surrogate
+    const lone = { 'x-tenant-claim': '"\\ud800"' }
+    expect((await server.query(q, {}, replacement)).cache).toBe('MISS')
+    expect((await server.query(q, {}, replacement)).cache).toBe('HIT')
+    const res = await server.query(q, {}, lone)
+    expect(res.cache).toBe('BYPASS')
+    expect(res.headers.get('cache-control')).toBe('no-store')
+    expect((await server.query(q, {}, lone)).cache).toBe('BYPASS')
+    expect(strata.stats().bypasses['ill-formed-tenant']).toBe(2)
+    expect(lines.filter((l) => l.includes('not well-formed Unicode'))).toHaveLength(1)
+    await expect(strata.clear('\ud800')).rejects.toThrow(/not well-formed Unicode/)
+    expect((await server.query(q, {}, replacement)).cache).toBe('HIT')
+  })
+
   it('keys PRIVATE results by session and never shares them', async () => {
     const { server, store } = await start({ session: byHeader('x-user-id') })
     const q = '{ me { id name } }'

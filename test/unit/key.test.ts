@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { canonicalJson, deriveKey, encodeTenant, type KeyParts, tenantKeyPrefix } from '../../src/index.js'
-import { keyTenant } from '../../src/key/key.js'
+import { isWellFormedTenant, keyTenant } from '../../src/key/key.js'
 
 const base: KeyParts = {
   prefix: 'strata',
@@ -91,6 +91,8 @@ describe('tenant encoding', () => {
     'A',
     'ünï',
     '租户',
+    '😀',
+    '\ufffd',
     'a\nb',
     'strata:t:x',
   ]
@@ -112,5 +114,12 @@ describe('tenant encoding', () => {
       const owners = prefixes.filter((p) => key.startsWith(p))
       expect(owners, tenant).toEqual([tenantKeyPrefix('strata', tenant)])
     }
+  })
+  it('refuses a tenant holding a lone surrogate, which UTF-8 would turn into another tenant (U+FFFD)', () => {
+    for (const tenant of ['\ud800', 'a\udc00', '\ude00😀']) {
+      expect(isWellFormedTenant(tenant), tenant).toBe(false)
+      expect(() => encodeTenant(tenant)).toThrow(/not well-formed Unicode/)
+    }
+    expect(hostile.every(isWellFormedTenant)).toBe(true)
   })
 })
