@@ -167,7 +167,13 @@ function addEntity(
     walk.complete = false // the key field the rewrite asked for is missing: not our document's result
     return
   }
-  if (keyValues.includes(null)) return
+  if (keyValues.includes(null)) {
+    // No entity tag to name it by: any change to an entity of its type (which also invalidates the
+    // type's collection tag) invalidates it, as for a list of them.
+    walk.tags.add(collectionTag(typeName))
+    walk.tags.add(typeTag(typeName))
+    return
+  }
   const tag = entityTag(typeName, keyValues)
   walk.tags.add(tag)
   walk.tags.add(typeTag(typeName))

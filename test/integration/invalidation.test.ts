@@ -1,5 +1,12 @@
+import { createSchema } from 'graphql-yoga'
 import { afterEach, describe, expect, it } from 'vitest'
-import { type CacheTier, memoryTier, type StrataOptions, useStrata } from '../../src/index.js'
+import {
+  type CacheTier,
+  memoryTier,
+  type StrataOptions,
+  strataDirectivesSdl,
+  useStrata,
+} from '../../src/index.js'
 import { BlogStore, blogSchema } from '../support/blog.js'
 import { startServer, type TestServer } from '../support/server.js'
 
@@ -173,6 +180,28 @@ describe('mutation invalidation', () => {
     await server.query(LIST)
     expect(await strata.clear()).toEqual({ memory: 1 })
     expect((await server.query(LIST)).cache).toBe('MISS')
+  })
+
+  it('an entity whose key is null is invalidated by any change to its type', async () => {
+    // A draft has no id yet; what it shows still comes from rows that change.
+    let title = 'Draft'
+    const schema = createSchema({
+      typeDefs: `${strataDirectivesSdl}
+        type Draft @cacheControl(maxAge: 60) { id: ID title: String! }
+        type Query { draft: Draft }`,
+      resolvers: { Query: { draft: () => ({ id: null, title }) } },
+    })
+    const plugin = useStrata({ tenant: false } as StrataOptions)
+    const server = await startServer({ schema, plugins: [plugin as never] })
+    servers.push(server)
+    const query = '{ draft { title } }'
+    expect((await server.query(query)).cache).toBe('MISS')
+    expect((await server.query(query)).cache).toBe('HIT')
+    title = 'Edited'
+    expect(await plugin.strata.invalidateEntities('Draft', ['7'])).toEqual({ memory: 1 })
+    const fresh = await server.query(query)
+    expect(fresh.cache).toBe('MISS')
+    expect(fresh.json.data?.draft).toEqual({ title: 'Edited' })
   })
 })
 
