@@ -18,6 +18,7 @@ export type SkipReason =
   | 'too-large'
   | 'invalidated-during-execution'
   | 'not-analysable'
+  | 'added-field-error'
 
 /** A snapshot of the plugin's counters since start. */
 export interface StrataStats {

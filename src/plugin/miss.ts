@@ -54,6 +54,8 @@ class MissRun {
   #start = 0
   #startedAt = 0
   #state: 'idle' | 'running' | 'ended' = 'idle'
+  /** The rewritten document's result had errors in fields only the rewrite asked for. */
+  #foreign = false
   #timer: ReturnType<typeof setTimeout> | undefined
 
   constructor(
@@ -68,7 +70,7 @@ class MissRun {
     this.#start = engine.clock.begin()
     this.#startedAt = Date.now()
     try {
-      const result = executeFn({ ...args, document: miss.facts.rewritten })
+      const result = this.#own(executeFn, args, executeFn({ ...args, document: miss.facts.rewritten }))
       if (isPromise(result))
         result.then(
           () => this.#arm(),
@@ -87,10 +89,34 @@ class MissRun {
     clearTimeout(this.#timer)
     let shared: string | undefined
     try {
-      if (isExecutionResult(result)) shared = this.#store(args, result, setResult)
+      if (this.#foreign) {
+        bump(this.engine.stats.skippedStores, 'added-field-error')
+        this.engine.http.record(args.contextValue, { status: 'MISS', httpPolicy: null })
+      } else if (isExecutionResult(result)) shared = this.#store(args, result, setResult)
     } finally {
       this.#end(shared)
     }
+  }
+
+  /**
+   * The rewritten document's result, unless a field the rewrite added (a key field the client did
+   * not select) failed: its error is not the client's to see, and with a non-null key it nulled an
+   * object the client asked for. Then the client's own document runs instead, and nothing is stored.
+   */
+  #own(
+    executeFn: ExecutePayload['executeFn'],
+    args: ExecutionArgs,
+    result: ReturnType<ExecutePayload['executeFn']>,
+  ): ReturnType<ExecutePayload['executeFn']> {
+    if (isPromise(result)) return result.then((settled) => this.#own(executeFn, args, settled))
+    if (!isExecutionResult(result) || !result.errors?.some((e) => this.#added(e.path))) return result
+    this.#foreign = true
+    return executeFn(args)
+  }
+
+  #added(path: readonly (string | number)[] | undefined): boolean {
+    const prefix = this.miss.facts.aliasPrefix
+    return path?.some((segment) => typeof segment === 'string' && segment.startsWith(prefix)) ?? false
   }
 
   #arm(): void {

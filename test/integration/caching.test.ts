@@ -1,7 +1,8 @@
-import { createYoga } from 'graphql-yoga'
+import { GraphQLError } from 'graphql'
+import { createSchema, createYoga } from 'graphql-yoga'
 import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
-import { memoryTier, type StrataOptions, useStrata } from '../../src/index.js'
+import { memoryTier, type StrataOptions, strataDirectivesSdl, useStrata } from '../../src/index.js'
 import { BlogStore, blogSchema } from '../support/blog.js'
 import { startServer, type TestServer } from '../support/server.js'
 
@@ -261,7 +262,45 @@ describe('tenancy and sessions', () => {
     expect(lines.filter((l) => l.includes('without a tenant'))).toHaveLength(1)
   })
 
-  it('bypasses a tenant that is not well-formed Unicode instead of sharing another tenant\'s entries', async () => {
+  it('a key field only Strata asked for that fails changes nothing the client sees, and nothing is stored', async () => {
+    // The id is guarded (it fails for this caller); the client never selects it, so never sees that.
+    const schema = createSchema({
+      typeDefs: `${strataDirectivesSdl}
+        type Account @cacheControl(maxAge: 60) { id: ID! name: String! }
+        type Profile @cacheControl(maxAge: 60) { id: ID name: String! }
+        type Query { account: Account profile: Profile }`,
+      resolvers: {
+        Query: { account: () => ({ name: 'Ada' }), profile: () => ({ name: 'Bob' }) },
+        Account: { id: () => new GraphQLError('not yours') },
+        Profile: { id: () => new GraphQLError('not yours') },
+      },
+    })
+    const plugin = useStrata({ tenant: false } as StrataOptions<Ctx>)
+    const server = await startServer({ schema, plugins: [plugin as never] })
+    servers.push(server)
+    const plain = createYoga({ schema, logging: false })
+    for (const query of [
+      '{ account { name } }',
+      '{ profile { name } }',
+      '{ account { name } profile { name } }',
+    ]) {
+      const expected = await (
+        await plain.fetch('http://localhost/graphql', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json' },
+          body: JSON.stringify({ query }),
+        })
+      ).text()
+      const first = await server.query(query)
+      expect(first.text, query).toBe(expected)
+      expect(first.cache).toBe('MISS')
+      expect(first.headers.get('cache-control')).toBe('no-store')
+      expect((await server.query(query)).cache, query).toBe('MISS')
+    }
+    expect(plugin.strata.stats().skippedStores['added-field-error']).toBe(6)
+  })
+
+  it("bypasses a tenant that is not well-formed Unicode instead of sharing another tenant's entries", async () => {
     const lines: string[] = []
     const logger = pino({ level: 'warn' }, { write: (line: string) => lines.push(line) })
     // The tenant comes from a JSON claim, as from a token: a lone surrogate survives JSON.parse.
