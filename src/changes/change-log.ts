@@ -35,6 +35,8 @@ export class ChangeLogReader {
   #reading: Promise<void> | undefined
   #again = false
   #warnedHoles = false
+  /** Prunes failed in a row (the first is logged). */
+  #pruneFailures = 0
   readonly #maintenance: LogMaintenance
   flushes = 0
   lastRead: number | undefined
@@ -121,11 +123,12 @@ export class ChangeLogReader {
     const scope = 'all'
     const head = rows[0]
     if (!head) {
-      // The state row is gone: the log was emptied by a crash. The leader starts a new epoch.
-      if (this.access.leader() || mode === 'poll') {
-        await this.access.query(`SELECT ${schema}.start_epoch()`)
-      }
-      return false
+      // The state row is gone: a crash emptied the log (UNLOGGED), and changes that writers committed
+      // just before it may be gone with it. Any reader starts the new epoch (idempotent, under the
+      // drain lock) rather than wait for the leader to, and reads again: the new epoch is answered
+      // with a flush before this read resolves, so a reconnect never trusts local tiers before it.
+      await this.access.query(`SELECT ${schema}.start_epoch()`)
+      return true
     }
     const epoch = String(head.epoch)
     if (!cursor || this.#epoch !== epoch) {
@@ -210,9 +213,34 @@ export class ChangeLogReader {
     await this.access.sink.flush(reason, scope)
   }
 
-  /** Leader: deletes applied rows older than the retention, in batches. */
+  /**
+   * Leader: deletes applied rows older than the retention, in batches. Never rejects: a failure is
+   * logged once per streak of failures (the timer calls again, and a database that is down would
+   * fail every call), and the first success after it says so.
+   */
   async prune(retentionMs: number): Promise<void> {
     if (!this.access.leader() && this.access.mode !== 'poll') return
+    try {
+      await this.#prune(retentionMs)
+    } catch (error) {
+      if (this.#pruneFailures++ === 0) {
+        this.access.sink.logger.warn(
+          { err: error },
+          'strata: pruning the change log failed; retrying (not logged again until it has worked)',
+        )
+      }
+      return
+    }
+    if (this.#pruneFailures > 0) {
+      this.access.sink.logger.info(
+        { failures: this.#pruneFailures },
+        'strata: pruning the change log works again',
+      )
+      this.#pruneFailures = 0
+    }
+  }
+
+  async #prune(retentionMs: number): Promise<void> {
     const { schema } = this.access
     let pruned = false
     for (;;) {

@@ -1,6 +1,7 @@
 import pg from 'pg'
-import pino from 'pino'
+import pino, { type Logger } from 'pino'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import type { PostgresChangesOptions } from '../../src/changes/postgres-changes-options.js'
 import type { ChangeSink, ChangeSource } from '../../src/changes/source.js'
 import { postgresChanges } from '../../src/postgres.js'
 import { serviceUrl } from '../support/services.js'
@@ -29,30 +30,40 @@ afterAll(async () => {
   await admin?.end()
 })
 
-/** What a source told its sink. */
-function recordingSink(slowInvalidate?: { ms: number }) {
-  const seen = { tags: [] as string[], flushes: 0, downs: 0, ups: 0 }
+/** What a source told its sink (`events`: flushes, downs and ups, in order). */
+function recordingSink(slowInvalidate?: { ms: number }, logger: Logger = pino({ level: 'silent' })) {
+  const seen = { tags: [] as string[], flushes: 0, downs: 0, ups: 0, events: [] as string[] }
   const sink: ChangeSink = {
-    logger: pino({ level: 'silent' }),
+    logger,
     invalidate: async (tags) => {
       seen.tags.push(...tags)
       if (slowInvalidate) await sleep(slowInvalidate.ms)
     },
     flush: async () => {
       seen.flushes++
+      seen.events.push('flush')
     },
     down: () => {
       seen.downs++
+      seen.events.push('down')
     },
     up: () => {
       seen.ups++
+      seen.events.push('up')
     },
   }
   return { sink, seen }
 }
 
 /** A source on its own pool, whose sessions (the clients `connect()` gave out) the test can break. */
-async function listener(options: { start?: boolean; slowInvalidate?: { ms: number } } = {}) {
+async function listener(
+  options: {
+    start?: boolean
+    slowInvalidate?: { ms: number }
+    logger?: Logger
+    changes?: Partial<PostgresChangesOptions>
+  } = {},
+) {
   const pool = new pg.Pool({ connectionString: await serviceUrl('postgres'), max: 6 })
   const sessions: pg.PoolClient[] = []
   const connect = pool.connect.bind(pool) as (...args: unknown[]) => Promise<pg.PoolClient> | undefined
@@ -66,8 +77,14 @@ async function listener(options: { start?: boolean; slowInvalidate?: { ms: numbe
       })
     },
   })
-  const source: ChangeSource = postgresChanges({ pool, schema: strata, pollMs: 20, followerPollMs: 200 })
-  const { sink, seen } = recordingSink(options.slowInvalidate)
+  const source: ChangeSource = postgresChanges({
+    pool,
+    schema: strata,
+    pollMs: 20,
+    followerPollMs: 200,
+    ...options.changes,
+  })
+  const { sink, seen } = recordingSink(options.slowInvalidate, options.logger)
   closers.push(async () => {
     await source.close()
     await pool.end()
@@ -196,5 +213,100 @@ describe("the change log's epochs", () => {
       await writer.query('COMMIT')
       writer.release()
     }
+  })
+
+  it('the leader, reconnecting after a crash emptied the log, flushes before it trusts local tiers again', async () => {
+    const a = await listener()
+    expect(a.source.status().state).toBe('leader')
+    const before = a.seen.events.length
+    // A crash empties the log and its state row (UNLOGGED) and ends every session, at once.
+    await admin.query(
+      `BEGIN; DELETE FROM ${strata}.changes_state; TRUNCATE ${strata}.changes;
+       SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'graphql-strata changes ${strata}';
+       COMMIT`,
+    )
+    expect(await waitFor(async () => a.seen.events.slice(before).includes('up'), 3000)).toBe(true)
+    await sleep(100)
+    expect(a.seen.events.slice(before)).toEqual(['down', 'flush', 'up'])
+  })
+
+  it('a follower that finds the log emptied by a crash starts the new epoch itself and flushes before it trusts local tiers again', async () => {
+    // The leader has not started the new epoch yet: a session holding its lock stands for it.
+    const leader = await admin.connect()
+    let b: Awaited<ReturnType<typeof listener>>
+    try {
+      await leader.query('SELECT pg_advisory_lock(hashtext($1))', [`graphql-strata changes v3 ${strata}`])
+      b = await listener()
+      expect(b.source.status().state).toBe('follower')
+      const before = b.seen.events.length
+      // A crash empties the log and its state row (UNLOGGED) and ends every session, at once.
+      await admin.query(
+        `BEGIN; DELETE FROM ${strata}.changes_state; TRUNCATE ${strata}.changes;
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'graphql-strata changes ${strata}';
+         COMMIT`,
+      )
+      expect(await waitFor(async () => b.seen.events.slice(before).includes('up'), 3000)).toBe(true)
+      await sleep(300) // a later read (followerPollMs) must not be what flushes
+      // Local tiers are trusted again (up) only once the lost changes are answered with a flush.
+      expect(b.seen.events.slice(before)).toEqual(['down', 'flush', 'up'])
+      const { rows } = await admin.query(`SELECT count(*)::int AS n FROM ${strata}.changes_state`)
+      expect(rows[0]?.n).toBe(1)
+    } finally {
+      await leader.query('SELECT pg_advisory_unlock_all()')
+      leader.release()
+    }
+    // The follower then leads, and changes of the new epoch arrive.
+    await admin.query(
+      `INSERT INTO ${data}.p VALUES (4001, 'new epoch') ON CONFLICT (id) DO UPDATE SET v = excluded.v`,
+    )
+    expect(await waitFor(async () => b.seen.tags.includes('P:4001'), 3000)).toBe(true)
+  })
+})
+
+describe('pruning the change log', () => {
+  it('a failing prune is logged once per streak of failures, and retried until it works', async () => {
+    const lines: string[] = []
+    const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(line) })
+    const logged = (prefix: string) =>
+      lines
+        .map(
+          (line) =>
+            JSON.parse(line) as { level: number; msg: string; failures?: number; err?: { message: string } },
+        )
+        .filter((line) => line.msg.startsWith(prefix))
+    const failed = () => logged('strata: pruning the change log failed')
+    const works = () => logged('strata: pruning the change log works again')
+    const a = await listener({ logger, changes: { pruneIntervalMs: 20, retentionMs: 1 } })
+    expect(a.source.status().state).toBe('leader')
+    // Every prune fails (its statement names the column) while reading the log goes on.
+    const breakPruning = () => admin.query(`ALTER TABLE ${strata}.changes RENAME COLUMN at TO at_gone`)
+    const repairPruning = () => admin.query(`ALTER TABLE ${strata}.changes RENAME COLUMN at_gone TO at`)
+    for (const streak of [1, 2]) {
+      await breakPruning()
+      try {
+        expect(await waitFor(async () => failed().length === streak, 3000)).toBe(true)
+        await sleep(300) // some fifteen more failures: none is logged
+      } finally {
+        await repairPruning()
+      }
+      expect(failed()).toHaveLength(streak)
+      expect(failed()[streak - 1]?.level).toBe(40) // warn
+      expect(failed()[streak - 1]?.err?.message).toContain('"at"')
+      // Pruning was retried all along: it works again, which is logged once.
+      expect(await waitFor(async () => works().length === streak, 3000)).toBe(true)
+      expect(works()[streak - 1]?.failures).toBeGreaterThan(5)
+    }
+    // And it prunes: an applied change older than the retention leaves the log.
+    await admin.query(
+      `INSERT INTO ${data}.p VALUES (5001, 'pruned') ON CONFLICT (id) DO UPDATE SET v = excluded.v`,
+    )
+    expect(await waitFor(async () => a.seen.tags.includes('P:5001'), 3000)).toBe(true)
+    expect(
+      await waitFor(async () => {
+        const { rows } = await admin.query(`SELECT count(*)::int AS n FROM ${strata}.changes`)
+        return rows[0]?.n === 0
+      }, 3000),
+    ).toBe(true)
+    expect(failed()).toHaveLength(2)
   })
 })
