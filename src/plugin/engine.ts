@@ -61,10 +61,14 @@ export class StrataEngine {
     if (bus) cache.distrustLocal('bus')
   }
 
-  /** Starts listening for other instances' invalidations. */
+  /**
+   * Starts listening for other instances' invalidations. Resolves once the bus has started: listening,
+   * or not yet (a bus retries an unreachable service on its own; local tiers are used from its `onUp`).
+   */
   async startBus(): Promise<void> {
     const { bus } = this
     if (!bus) return
+    let listening = false
     try {
       await bus.start({
         onMessage: (message) => {
@@ -75,13 +79,27 @@ export class StrataEngine {
             ),
           )
         },
-        onDown: (reason) => this.#busDown(reason),
-        onUp: () => this.#busUp(),
+        onDown: (reason) => {
+          listening = false
+          this.#busDown(reason)
+        },
+        onUp: () => {
+          listening = true
+          this.#busUp()
+        },
       })
     } catch (error) {
+      // A bus rejects only when it cannot work at all: it does not retry, local tiers stay unused.
       this.logger.error(
         { err: error, bus: bus.name },
         'strata: invalidation bus failed to start; local tiers stay unused',
+      )
+      return
+    }
+    if (!listening) {
+      this.logger.warn(
+        { bus: bus.name },
+        'strata: invalidation bus could not connect; retrying; local tiers unused until it is up',
       )
     }
   }

@@ -44,8 +44,9 @@ export interface StrataHandle {
   /** Closes the tiers, the bus and the change source (timers, connections; never your clients). */
   close(): Promise<void>
   /**
-   * Resolves once the invalidation bus and the change source have started (or failed to, which
-   * is logged): from then on local tiers are in use. Await it before serving traffic.
+   * Resolves once the invalidation bus and the change source have started and warming ran: listening,
+   * or (logged) still retrying an unreachable service, in which case local tiers stay unused until
+   * it answers (`cache.localTrusted`). Await it before serving traffic.
    */
   ready(): Promise<void>
   /** The database change source's state, if one is configured. */

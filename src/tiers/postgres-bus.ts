@@ -27,6 +27,10 @@ const PING_TIMEOUT_MS = 5000
  * pinged periodically so a silently dead connection is noticed; reconnects with backoff,
  * forever, reporting each gap. On PGlite it uses the in-process `listen` API.
  *
+ * A PostgreSQL that cannot be reached when start() runs is retried the same way: start() resolves
+ * once its first attempt has failed, the bus keeps trying in the background and reports `onUp`
+ * when it listens. (No `onDown` before that: nothing was received, so nothing was missed.)
+ *
  * At most one connection attempt is live at a time. Each has a number; a loss, a failed attempt
  * and close() all move to the next number, so whatever an older attempt still has in flight (a
  * connect, a LISTEN, a ping, a late 'error' or 'end') finds itself superseded and only destroys
@@ -59,12 +63,15 @@ export class PostgresBus implements CacheBus {
       return
     }
     if (!this.pool.connect) throw new Error('the PostgreSQL bus needs a pg.Pool (connect) or PGlite (listen)')
-    try {
-      await this.#connect(this.#attempt)
-    } catch (error) {
-      this.#abandon() // a failed start leaves nothing behind: no connection, no retry
-      throw error
-    }
+    // Resolves listening, or retrying until close(): an unreachable database is an outage like any other.
+    await this.#try(this.#attempt)
+  }
+
+  /** Runs `attempt`; when it fails, the next one follows with backoff (unless superseded meanwhile). */
+  #try(attempt: number): Promise<void> {
+    return this.#connect(attempt).catch((error: unknown) =>
+      this.#lose(attempt, `listener could not connect: ${String((error as Error)?.message ?? error)}`),
+    )
   }
 
   /** Connects and LISTENs as `attempt`. Once superseded, it destroys its connection and stops. */
@@ -134,9 +141,7 @@ export class PostgresBus implements CacheBus {
     }
     const delay = this.#backoff
     this.#backoff = Math.min(delay * 2, 30_000)
-    this.#timer = setTimeout(() => {
-      this.#connect(next).catch(() => this.#lose(next, 'listener could not reconnect'))
-    }, delay)
+    this.#timer = setTimeout(() => void this.#try(next), delay)
     this.#timer.unref?.()
   }
 

@@ -81,7 +81,10 @@ export class RedisBus implements CacheBus {
       }, this.timing.pingMs)
       this.#pinger.unref?.()
     }
-    await subscribe()
+    // A Redis that is not there yet leaves the SUBSCRIBE queued until it is (ioredis retries): start
+    // resolves after the ping timeout all the same, and the queued SUBSCRIBE (or the next 'ready')
+    // reports the bus up when it answers. Until then local tiers stay unused; startup goes on.
+    await withTimeout(subscribe(), this.timing.pingTimeoutMs).catch(() => undefined)
   }
 
   async publish(message: BusMessage): Promise<void> {
@@ -91,6 +94,10 @@ export class RedisBus implements CacheBus {
   async close(): Promise<void> {
     this.#closed = true
     clearInterval(this.#pinger)
-    await this.#subscriber?.quit().catch(() => undefined)
+    const subscriber = this.#subscriber
+    // The listening connection is ours and holds nothing to flush: drop it. A QUIT would wait in
+    // ioredis' offline queue for as long as Redis is unreachable.
+    if (subscriber?.disconnect) subscriber.disconnect()
+    else await subscriber?.quit().catch(() => undefined)
   }
 }

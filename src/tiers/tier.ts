@@ -94,9 +94,17 @@ export interface BusHandlers {
 /** Carries invalidations between instances (Redis pub/sub, PostgreSQL NOTIFY). */
 export interface CacheBus {
   readonly name: string
-  /** Starts listening; calls `onUp` once subscribed. */
+  /**
+   * Starts listening; calls `onUp` once subscribed, and again once subscribed after each `onDown`.
+   * Resolves once subscribed, or once the service could not be reached at first (PostgreSQL: the
+   * first attempt failed; Redis: ioredis gave up on the queued SUBSCRIBE): the bus then keeps
+   * retrying in the background, forever, until `close()`, and `onUp` tells when it listens (no
+   * `onDown` before the first `onUp`: nothing was missed). Rejects only when the bus cannot work at
+   * all: nothing is retried then and nothing is left open.
+   */
   start(handlers: BusHandlers): Promise<void>
   publish(message: BusMessage): Promise<void>
+  /** Stops listening, and retrying if it was. */
   close(): Promise<void>
 }
 

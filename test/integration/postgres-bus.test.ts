@@ -1,9 +1,12 @@
 import { randomUUID } from 'node:crypto'
 import type { Socket } from 'node:net'
 import pg from 'pg'
+import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
+import { memoryTier, useStrata } from '../../src/index.js'
 import { PostgresBus } from '../../src/postgres.js'
 import type { BusMessage } from '../../src/tiers/tier.js'
+import { type FaultProxy, startProxy } from '../support/proxy.js'
 import { serviceUrl } from '../support/services.js'
 import { sleep, waitFor } from '../support/wait.js'
 
@@ -17,12 +20,13 @@ type Hold = 'connect' | 'listen'
 /**
  * A real pg.Pool for the bus alone (its sessions are told apart by application_name), wrapped so a
  * test can cut the socket of the next LISTEN while it is in flight, or hold the next connect or
- * LISTEN until released.
+ * LISTEN until released. With `proxy`, the bus's pool reaches PostgreSQL through it (the test's
+ * own admin connections never do).
  */
-async function busPool() {
+async function busPool(proxy?: FaultProxy) {
   const url = await serviceUrl('postgres')
   const app = `strata_bus_${randomUUID().slice(0, 8)}`
-  const pool = new pg.Pool({ connectionString: url, max: 10, application_name: app })
+  const pool = new pg.Pool({ connectionString: proxy?.url ?? url, max: 10, application_name: app })
   // A connection the bus gave back (destroyed) may still be closing when the test kills it.
   pool.on('error', () => {})
   const admin = new pg.Pool({ connectionString: url, max: 2 })
@@ -50,6 +54,7 @@ async function busPool() {
   let open = () => {}
 
   const connect = async () => {
+    harness.attempts++
     const client = await pool.connect()
     harness.connects++
     const query = client.query.bind(client) as (text: string) => Promise<unknown>
@@ -88,6 +93,8 @@ async function busPool() {
   const harness = {
     /** What the bus is given: the real pool, with connect() going through the wrapper above. */
     pool: { query: pool.query.bind(pool), connect },
+    /** Calls of connect(), failed ones included. */
+    attempts: 0,
     connects: 0,
     kill,
     end,
@@ -190,5 +197,106 @@ describe('PostgresBus reconnects', () => {
     expect(await waitFor(async () => (await t.backends()) === 0, 2000), 'no bus session left').toBe(true)
     expect(await t.end(), 'pool.end() resolves').toBe(true)
     expect(events, 'no onUp after close()').toEqual(before)
+  })
+})
+
+describe('PostgresBus starts while PostgreSQL is unreachable', () => {
+  /** A proxy refusing connections: PostgreSQL is unreachable until `heal()`. */
+  async function cutProxy() {
+    const proxy = await startProxy(await serviceUrl('postgres'))
+    closers.push(() => proxy.close())
+    proxy.cut()
+    return proxy
+  }
+
+  it('start() resolves, the bus retries until PostgreSQL is back, then reports up and delivers', async () => {
+    const proxy = await cutProxy()
+    const t = await busPool(proxy)
+    const channel = `bus_${randomUUID().slice(0, 8)}`
+    const bus = new PostgresBus(t.pool, channel)
+    const { events, messages, handlers, ups } = recorder()
+    await bus.start(handlers)
+    closers.push(() => bus.close())
+    expect(events, 'not up, and no onDown: nothing was missed').toEqual([])
+    await sleep(400)
+    expect(t.attempts, 'retrying').toBeGreaterThanOrEqual(3)
+    expect(t.connects).toBe(0)
+    expect(events).toEqual([])
+
+    proxy.heal()
+    expect(await waitFor(() => ups() === 1, 5000), 'up once PostgreSQL is back').toBe(true)
+    await sleep(500) // longer than the backoff: a second retry chain would have connected by now
+    expect(events).toEqual(['up'])
+    expect(t.connects, 'connections taken').toBe(1)
+    expect(t.checkedOut(), 'clients checked out').toBe(1)
+    expect(await waitFor(async () => (await t.backends()) === 1, 2000), 'one session').toBe(true)
+
+    await t.publisher(channel).publish({ kind: 'invalidate', tags: ['Post:1'] })
+    expect(await waitFor(() => messages.length > 0, 2000)).toBe(true)
+    expect(messages).toEqual([{ kind: 'invalidate', tags: ['Post:1'] }])
+
+    await bus.close()
+    expect(await t.end(), 'pool.end() resolves').toBe(true)
+  })
+
+  it.each([
+    ['between retries', false],
+    ['while a retry connects', true],
+  ] as const)('close() %s leaves no connection and no retry behind', async (_, held) => {
+    const proxy = await cutProxy()
+    const t = await busPool(proxy)
+    const bus = new PostgresBus(t.pool, `bus_${randomUUID().slice(0, 8)}`)
+    const { events, handlers } = recorder()
+    await bus.start(handlers)
+    closers.push(() => bus.close())
+    await sleep(300)
+    expect(t.attempts, 'retrying').toBeGreaterThanOrEqual(2)
+    if (held) {
+      const reached = t.hold('connect')
+      proxy.heal()
+      await reached // a retry got its connection and waits here
+    }
+    await bus.close()
+    const attempts = t.attempts
+    proxy.heal()
+    t.release()
+    await sleep(2000) // longer than the next backoff: a retry still scheduled would have run
+    expect(t.attempts, 'no attempt after close()').toBe(attempts)
+    expect(t.checkedOut(), 'clients checked out').toBe(0)
+    expect(await waitFor(async () => (await t.backends()) === 0, 2000), 'no bus session left').toBe(true)
+    expect(await t.end(), 'pool.end() resolves').toBe(true)
+    expect(events, 'no onUp after close()').toEqual([])
+  })
+
+  it('the plugin uses its local tiers once the bus is up, and says it is retrying until then', async () => {
+    const proxy = await cutProxy()
+    const t = await busPool(proxy)
+    const lines: string[] = []
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) })
+    const plugin = useStrata({
+      tenant: false,
+      tiers: [memoryTier()],
+      bus: new PostgresBus(t.pool, `bus_${randomUUID().slice(0, 8)}`),
+      logger,
+    })
+    closers.push(() => plugin.strata.close())
+    await plugin.strata.ready()
+    expect(plugin.strata.cache.localTrusted).toBe(false)
+    const logged = lines.map((line) => JSON.parse(line) as { level: number; msg: string })
+    expect(logged).toContainEqual(
+      expect.objectContaining({
+        level: 40,
+        msg: 'strata: invalidation bus could not connect; retrying; local tiers unused until it is up',
+      }),
+    )
+    expect(
+      logged.filter((line) => line.level >= 50),
+      'no error logged',
+    ).toEqual([])
+
+    proxy.heal()
+    expect(await waitFor(() => plugin.strata.cache.localTrusted, 5000), 'local tiers in use').toBe(true)
+    await plugin.strata.close()
+    expect(await t.end(), 'pool.end() resolves').toBe(true)
   })
 })

@@ -150,4 +150,56 @@ describe('Redis faults never fail a request', () => {
     await proxy.close()
     proxy = undefined
   })
+
+  it('a bus started while Redis is unreachable does not hold startup up, comes up when Redis answers, and closes while it is away', async () => {
+    proxy = await startProxy(await serviceUrl('redis'))
+    proxy.cut()
+    const channel = `absent-${randomUUID().slice(0, 8)}:bus`
+    const client = new Redis(proxy.url).on('error', () => undefined) // it is meant to fail for a while
+    const publisher = new Redis(await serviceUrl('redis'))
+    closers.push(async () => {
+      client.disconnect()
+      await publisher.quit()
+    })
+    const bus = new RedisBus(client, channel, { pingMs: 100, pingTimeoutMs: 200 })
+    const events: string[] = []
+    const received: unknown[] = []
+    const handlers = {
+      onMessage: (message: unknown) => received.push(message),
+      onDown: () => events.push('down'),
+      onUp: () => events.push('up'),
+    }
+    // Resolves, not up: ioredis would keep the SUBSCRIBE queued for a minute or more.
+    expect(await settles(bus.start(handlers), 3000)).toBe(true)
+    expect(events).toEqual([])
+    proxy.heal()
+    expect(await waitFor(() => events.includes('up'), 5000)).toBe(true)
+    const other = new RedisBus(publisher, channel)
+    await other.publish({ kind: 'invalidate', tags: ['Post:1'] })
+    expect(await waitFor(() => received.length === 1, 2000)).toBe(true)
+    proxy.cut()
+    expect(await waitFor(() => events.includes('down'), 3000)).toBe(true)
+    // Closing while Redis is away returns, whether the bus was ever up or not: nothing waits in
+    // ioredis' offline queue.
+    const never = new RedisBus(client, channel, { pingMs: 100, pingTimeoutMs: 200 })
+    await never.start({ ...handlers, onUp: () => events.push('never up') })
+    expect(await settles(never.close(), 3000)).toBe(true)
+    expect(await settles(bus.close(), 3000)).toBe(true)
+    const before = events.length
+    proxy.heal()
+    await sleep(500)
+    expect(events.length).toBe(before) // closed: it did not reconnect and subscribe again
+    expect(events).toEqual(['up', 'down'])
+    await proxy.close()
+    proxy = undefined
+  })
 })
+
+/** Whether `promise` settles within `ms` (a liveness check: something that should return at all). */
+async function settles(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let done = false
+  void promise.finally(() => {
+    done = true
+  })
+  return waitFor(() => done, ms)
+}
