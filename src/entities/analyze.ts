@@ -168,7 +168,7 @@ function addEntity(
     return
   }
   if (keyValues.includes(null)) {
-    // No entity tag to name it by: any change to an entity of its type (which also invalidates the
+    // No entity tag names it, so every change to an entity of its type (each also invalidates the
     // type's collection tag) invalidates it, as for a list of them.
     walk.tags.add(collectionTag(typeName))
     walk.tags.add(typeTag(typeName))

@@ -17,6 +17,16 @@ const byHeader =
   ({ context }: { context: Ctx }) =>
     context.request.headers.get(name)
 
+/** What a server without Strata answers. */
+async function uncached(yoga: ReturnType<typeof createYoga>, query: string): Promise<string> {
+  const response = await yoga.fetch('http://localhost/graphql', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json' },
+    body: JSON.stringify({ query }),
+  })
+  return response.text()
+}
+
 async function start(options: Partial<StrataOptions<Ctx>> = {}, store = new BlogStore()) {
   const plugin = useStrata<Ctx>({ tenant: false, ...options } as StrataOptions<Ctx>)
   const server = await startServer({ schema: blogSchema(store), plugins: [plugin as never] })
@@ -52,13 +62,7 @@ describe('hits and misses through Yoga over HTTP', () => {
       '{ __schema { queryType { name fields { name } } } __type(name: "Post") { name } posts { id } }',
     ]
     for (const query of queries) {
-      const expected = await (
-        await plain.fetch('http://localhost/graphql', {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json' },
-          body: JSON.stringify({ query }),
-        })
-      ).text()
+      const expected = await uncached(plain, query)
       const miss = await server.query(query)
       const hit = await server.query(query)
       expect(miss.text, query).toBe(expected)
@@ -284,13 +288,7 @@ describe('tenancy and sessions', () => {
       '{ profile { name } }',
       '{ account { name } profile { name } }',
     ]) {
-      const expected = await (
-        await plain.fetch('http://localhost/graphql', {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json' },
-          body: JSON.stringify({ query }),
-        })
-      ).text()
+      const expected = await uncached(plain, query)
       const first = await server.query(query)
       expect(first.text, query).toBe(expected)
       expect(first.cache).toBe('MISS')

@@ -215,16 +215,19 @@ describe("the change log's epochs", () => {
     }
   })
 
-  it('the leader, reconnecting after a crash emptied the log, flushes before it trusts local tiers again', async () => {
-    const a = await listener()
-    expect(a.source.status().state).toBe('leader')
-    const before = a.seen.events.length
-    // A crash empties the log and its state row (UNLOGGED) and ends every session, at once.
-    await admin.query(
+  /** What a crash does to the log: empties it and its state row (UNLOGGED) and ends every session, at once. */
+  const crash = () =>
+    admin.query(
       `BEGIN; DELETE FROM ${strata}.changes_state; TRUNCATE ${strata}.changes;
        SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'graphql-strata changes ${strata}';
        COMMIT`,
     )
+
+  it('the leader, reconnecting after a crash emptied the log, flushes before it trusts local tiers again', async () => {
+    const a = await listener()
+    expect(a.source.status().state).toBe('leader')
+    const before = a.seen.events.length
+    await crash()
     expect(await waitFor(async () => a.seen.events.slice(before).includes('up'), 3000)).toBe(true)
     await sleep(100)
     expect(a.seen.events.slice(before)).toEqual(['down', 'flush', 'up'])
@@ -239,12 +242,7 @@ describe("the change log's epochs", () => {
       b = await listener()
       expect(b.source.status().state).toBe('follower')
       const before = b.seen.events.length
-      // A crash empties the log and its state row (UNLOGGED) and ends every session, at once.
-      await admin.query(
-        `BEGIN; DELETE FROM ${strata}.changes_state; TRUNCATE ${strata}.changes;
-         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'graphql-strata changes ${strata}';
-         COMMIT`,
-      )
+      await crash()
       expect(await waitFor(async () => b.seen.events.slice(before).includes('up'), 3000)).toBe(true)
       await sleep(300) // a later read (followerPollMs) must not be what flushes
       // Local tiers are trusted again (up) only once the lost changes are answered with a flush.
