@@ -1,6 +1,6 @@
 import { StrataOptionError } from '../errors.js'
 import { postgresInstallSql } from '../tiers/postgres.js'
-import { withTimeout } from '../timeout.js'
+import { connectWithin, withTimeout } from '../timeout.js'
 import { ChangeLogReader } from './change-log.js'
 import {
   type PostgresChangesOptions,
@@ -167,7 +167,7 @@ class PostgresChanges implements ChangeSource {
       this.#leader = true // PGlite: a single process
       this.#state = 'leader'
     } else if (pool.connect) {
-      const session = await withTimeout(pool.connect(), QUERY_TIMEOUT_MS)
+      const session = await connectWithin(pool.connect(), QUERY_TIMEOUT_MS, (late) => late.release(true))
       if (attempt !== this.#attempt) {
         session.release(true) // superseded while connecting
         return

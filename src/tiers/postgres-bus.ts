@@ -1,4 +1,4 @@
-import { withTimeout } from '../timeout.js'
+import { connectWithin, withTimeout } from '../timeout.js'
 import { BusEnvelope } from './bus-envelope.js'
 import type { Queryable } from './postgres.js'
 import type { BusHandlers, BusMessage, CacheBus } from './tier.js'
@@ -21,6 +21,8 @@ interface PoolLike extends Queryable {
 const MAX_PAYLOAD = 7000
 const PING_MS = 10_000
 const PING_TIMEOUT_MS = 5000
+/** A connect that takes longer (a database accepting TCP but not answering) is retried. */
+const CONNECT_TIMEOUT_MS = 5000
 
 /**
  * Invalidation bus over PostgreSQL LISTEN/NOTIFY. Listens on a dedicated pool connection,
@@ -78,7 +80,8 @@ export class PostgresBus implements CacheBus {
   async #connect(attempt: number): Promise<void> {
     const handlers = this.#handlers as BusHandlers
     const current = () => attempt === this.#attempt
-    const client = await (this.pool.connect as () => Promise<ListenClient>)()
+    const connecting = (this.pool.connect as () => Promise<ListenClient>)()
+    const client = await connectWithin(connecting, CONNECT_TIMEOUT_MS, (late) => late.release(true))
     let released = false
     const release = () => {
       if (released) return

@@ -4,6 +4,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { PostgresChangesOptions } from '../../src/changes/postgres-changes-options.js'
 import type { ChangeSink, ChangeSource } from '../../src/changes/source.js'
 import { postgresChanges } from '../../src/postgres.js'
+import { withTimeout } from '../../src/timeout.js'
+import { startProxy } from '../support/proxy.js'
 import { serviceUrl } from '../support/services.js'
 import { sleep, waitFor } from '../support/wait.js'
 
@@ -159,6 +161,28 @@ describe('the change listener connection', () => {
     )
     expect(await waitFor(async () => seen.tags.includes('P:1001'), 3000)).toBe(true)
     expect(seen.ups).toBe(seen.downs + 1) // up at start and after each outage, never while down
+  })
+  it('a connect that outlives its timeout gives its connection back: the pool is not exhausted', async () => {
+    const proxy = await startProxy(await serviceUrl('postgres'))
+    closers.push(() => proxy.close())
+    // Two connections: one leaked by a timed-out connect and the listener's would leave the
+    // application none.
+    const pool = new pg.Pool({ connectionString: proxy.url, max: 2 })
+    pool.on('error', () => {})
+    closers.push(() => pool.end())
+    proxy.hang() // PostgreSQL accepts TCP but does not answer
+    const source = postgresChanges({ pool, schema: strata, autoInstall: false, pollMs: 20 })
+    const { sink, seen } = recordingSink()
+    closers.push(() => source.close())
+    await source.start(sink) // its connect times out (10 s), and a retry is under way
+    expect(source.status().state).toBe('down')
+    await sleep(300)
+    proxy.heal() // both connects now complete: the timed-out one's arrives late
+    expect(await waitFor(() => seen.ups === 1, 5000), 'the retry listens').toBe(true)
+    const answer = await withTimeout(pool.query('SELECT 1 AS one'), 3000).catch((error: Error) => error)
+    expect(answer, "the application's query gets a connection").not.toBeInstanceOf(Error)
+    expect(pool.totalCount - pool.idleCount, 'clients checked out: the listener alone').toBe(1)
+    expect(await listenerSessions()).toHaveLength(1)
   })
 })
 

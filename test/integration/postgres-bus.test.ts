@@ -239,6 +239,27 @@ describe('PostgresBus starts while PostgreSQL is unreachable', () => {
     expect(await t.end(), 'pool.end() resolves').toBe(true)
   })
 
+  it('start() resolves while PostgreSQL accepts TCP but never answers, and a connect that arrives late is given back', async () => {
+    const proxy = await startProxy(await serviceUrl('postgres'))
+    closers.push(() => proxy.close())
+    proxy.hang()
+    const t = await busPool(proxy)
+    const bus = new PostgresBus(t.pool, `bus_${randomUUID().slice(0, 8)}`)
+    const { events, handlers, ups } = recorder()
+    closers.push(() => bus.close())
+    const started = await Promise.race([
+      bus.start(handlers).then(() => 'started'),
+      sleep(8000).then(() => 'still starting'),
+    ])
+    expect(started, 'its connect timed out (5 s) and a retry is under way').toBe('started')
+    expect(events).toEqual([])
+    proxy.heal() // the timed-out connect completes now, late
+    expect(await waitFor(() => ups() === 1, 5000), 'up once PostgreSQL answers').toBe(true)
+    await sleep(500)
+    expect(t.checkedOut(), 'clients checked out: the listening one alone').toBe(1)
+    expect(await waitFor(async () => (await t.backends()) === 1, 2000), 'one session').toBe(true)
+  })
+
   it.each([
     ['between retries', false],
     ['while a retry connects', true],
