@@ -5,14 +5,15 @@ import { createYoga } from 'graphql-yoga'
 import { memoryTier, useStrata } from '../src/index.js'
 import { BlogStore, blogSchema } from '../test/support/blog.js'
 
-const schema = blogSchema(new BlogStore(10))
-const plain = createYoga({ schema, logging: false })
+// One schema each: Strata wraps the resolvers of its schema in place (dynamic hints), and the
+// uncached baseline must run unwrapped ones.
+const plain = createYoga({ schema: blogSchema(new BlogStore(10)), logging: false })
 const strata = useStrata({
   tenant: false,
   tiers: [memoryTier({ maxBytes: 32 * 2 ** 20 })],
   extraKeyData: ({ context }) => context.request.headers.get('x-nonce'),
 })
-const cached = createYoga({ schema, logging: false, plugins: [strata] })
+const cached = createYoga({ schema: blogSchema(new BlogStore(10)), logging: false, plugins: [strata] })
 const body = JSON.stringify({ query: '{ posts { id title body author { id name } } }' })
 
 let nonce = 0

@@ -15,6 +15,11 @@ export {
   invalidatesDirectiveSdl,
   strataDirectivesSdl,
 } from './policy/directives.js'
+export {
+  type CachePolicy,
+  cacheControlFromInfo,
+  type ResolveInfoCacheControl,
+} from './policy/dynamic.js'
 export type { CacheHint, CacheScope } from './policy/policy.js'
 export { type BreakerOptions, type BreakerStats, breakerDefaults } from './tiers/breaker.js'
 export { type MemoryTier, type MemoryTierOptions, memoryTier, memoryTierDefaults } from './tiers/memory.js'

@@ -124,6 +124,13 @@ export interface StrataOptions<TContext = StrataContext> {
    */
   cacheErrors?: boolean
   /**
+   * Give resolvers `info.cacheControl` (Apollo Server's dynamic hints: `setCacheHint`, `cacheHint`,
+   * `cacheHintFromType`). Resolvers are wrapped in place, once per schema; `false` leaves the schema
+   * untouched.
+   * @default true
+   */
+  dynamicHints?: boolean
+  /**
    * Results whose serialized body exceeds this many bytes are not stored.
    * @default 1048576 (1 MiB)
    */
@@ -176,6 +183,7 @@ export const strataDefaults = {
   defaultKeyFields: ['id'] as readonly string[],
   invalidateOnMutation: true,
   cacheErrors: false,
+  dynamicHints: true,
   maxEntryBytes: 2 ** 20,
   keyPrefix: 'strata',
   header: 'x-strata-cache',

@@ -72,6 +72,7 @@ const KNOWN = new Set([
   'invalidateOnMutation',
   'enabled',
   'cacheErrors',
+  'dynamicHints',
   'maxEntryBytes',
   'extraKeyData',
   'schemaVersion',
@@ -103,7 +104,14 @@ export function validateOptions(options: unknown): void {
   }
   if (options.tenant !== false) checkFunction(options, 'tenant', true)
   for (const name of ['session', 'enabled', 'extraKeyData']) checkFunction(options, name)
-  for (const name of ['invalidateOnMutation', 'cacheErrors', 'cacheControlHeader', 'debug', 'singleFlight'])
+  for (const name of [
+    'invalidateOnMutation',
+    'cacheErrors',
+    'dynamicHints',
+    'cacheControlHeader',
+    'debug',
+    'singleFlight',
+  ])
     checkBoolean(options, name)
 
   if (options.tiers !== undefined) {

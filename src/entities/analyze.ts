@@ -9,8 +9,9 @@ import {
   SchemaMetaFieldDef,
   TypeMetaFieldDef,
 } from 'graphql'
+import type { DynamicField } from '../policy/dynamic.js'
 import type { PolicyState } from '../policy/policy.js'
-import { restrict } from '../policy/policy.js'
+import { restrict, settle } from '../policy/policy.js'
 import type { SchemaHints } from '../policy/schema-hints.js'
 import {
   type CollectedField,
@@ -45,6 +46,8 @@ interface Walk {
   readonly tags: Set<string>
   readonly entities: Map<string, string>
   readonly keylessTypes: Set<string>
+  /** Fields whose resolvers set a dynamic hint, by response path; then the walk tracks paths. */
+  readonly dynamic: ReadonlyMap<string, DynamicField> | undefined
   complete: boolean
 }
 
@@ -58,6 +61,7 @@ export function analyzeResult(
   rootGroup: FieldGroup,
   hints: SchemaHints,
   scope: CollectScope,
+  dynamic?: ReadonlyMap<string, DynamicField>,
 ): Analysis {
   const walk: Walk = {
     hints,
@@ -66,9 +70,11 @@ export function analyzeResult(
     tags: new Set(),
     entities: new Map(),
     keylessTypes: new Set(),
+    dynamic,
     complete: true,
   }
-  const stripped = data == null ? null : walkObject(walk, data, rootType, rootGroup, true)
+  const path = dynamic ? '' : undefined
+  const stripped = data == null ? null : walkObject(walk, data, rootType, rootGroup, true, path)
   return {
     data: stripped,
     policy: walk.policy,
@@ -122,6 +128,7 @@ function walkObject(
   type: GraphQLObjectType,
   group: FieldGroup,
   isRoot: boolean,
+  path: string | undefined,
 ): Record<string, unknown> {
   const { fields, keyResponseKeys } = fieldsFor(group, type, walk.scope)
   const out: Record<string, unknown> = {}
@@ -134,7 +141,11 @@ function walkObject(
       continue
     }
     const facts = field.facts ?? memoiseFacts(walk, type, field, isRoot)
-    if (facts.policy) restrict(walk.policy, facts.policy)
+    // Paths are tracked only when a resolver set a hint: the common walk builds no strings.
+    const fieldPath = path === undefined ? undefined : path === '' ? responseKey : `${path}.${responseKey}`
+    const hinted = fieldPath === undefined ? undefined : walk.dynamic?.get(fieldPath)
+    if (hinted) restrict(walk.policy, settle(hinted, walk.hints.defaultMaxAge))
+    else if (facts.policy) restrict(walk.policy, facts.policy)
     if (!facts.composite) {
       out[responseKey] = fieldValue
       continue
@@ -142,7 +153,7 @@ function walkObject(
     if (facts.list || fieldValue == null || (Array.isArray(fieldValue) && fieldValue.length === 0)) {
       for (const tag of facts.collectionTags) walk.tags.add(tag)
     }
-    out[responseKey] = fieldValue == null ? fieldValue : walkValue(walk, fieldValue, field, facts)
+    out[responseKey] = fieldValue == null ? fieldValue : walkValue(walk, fieldValue, field, facts, fieldPath)
   }
   if (isRoot || type.name.startsWith('__')) return out
   if (keyResponseKeys) {
@@ -180,12 +191,19 @@ function addEntity(
   walk.entities.set(tag, typeName)
 }
 
-function walkValue(walk: Walk, value: unknown, field: CollectedField, facts: FieldFacts): unknown {
+function walkValue(
+  walk: Walk,
+  value: unknown,
+  field: CollectedField,
+  facts: FieldFacts,
+  path: string | undefined,
+): unknown {
   if (Array.isArray(value)) {
     const out = new Array<unknown>(value.length)
     for (let i = 0; i < value.length; i++) {
       const item = value[i]
-      out[i] = item == null ? item : walkValue(walk, item, field, facts)
+      out[i] =
+        item == null ? item : walkValue(walk, item, field, facts, path === undefined ? path : `${path}.${i}`)
     }
     return out
   }
@@ -195,7 +213,7 @@ function walkValue(walk: Walk, value: unknown, field: CollectedField, facts: Fie
     walk.complete = false
     return value
   }
-  return walkObject(walk, object, runtimeType, field.group, false)
+  return walkObject(walk, object, runtimeType, field.group, false, path)
 }
 
 /** The concrete type of an object at an abstract position, from the `__typename` the rewrite added. */

@@ -19,6 +19,7 @@ export type SkipReason =
   | 'invalidated-during-execution'
   | 'not-analysable'
   | 'added-field-error'
+  | 'ambiguous-dynamic-hint'
 
 /** A snapshot of the plugin's counters since start. */
 export interface StrataStats {

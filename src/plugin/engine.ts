@@ -33,6 +33,8 @@ export interface EngineSettings {
   readonly invalidateOnMutation: boolean
   readonly singleFlight: boolean
   readonly debug: boolean
+  /** Resolvers get `info.cacheControl`, and misses record what they set. */
+  readonly dynamicHints: boolean
   /** How long telling other instances over the bus may take (a mutation waits for it). */
   readonly busTimeoutMs: number
 }

@@ -1,6 +1,7 @@
 import { type ExecutionArgs, type ExecutionResult, GraphQLError, type GraphQLObjectType } from 'graphql'
 import { analyzeResult } from '../entities/analyze.js'
 import { bump, type SkipReason } from '../observability/stats.js'
+import { type HintRecorder, recordHints, stopRecording } from '../policy/dynamic.js'
 import { cacheablePolicy } from '../policy/policy.js'
 import { isPromise } from '../tiers/tier.js'
 import { withBody } from './cached-result.js'
@@ -57,6 +58,8 @@ class MissRun {
   /** The rewritten document's result had errors in fields only the rewrite asked for. */
   #foreign = false
   #timer: ReturnType<typeof setTimeout> | undefined
+  /** Hints the rewritten document's resolvers set (`info.cacheControl`), and its context. */
+  #hints: { recorder: HintRecorder; context: unknown } | undefined
 
   constructor(
     readonly engine: StrataEngine,
@@ -69,6 +72,12 @@ class MissRun {
     this.#flight = engine.settings.singleFlight ? engine.flights.lead(miss.key) : undefined
     this.#start = engine.clock.begin()
     this.#startedAt = Date.now()
+    if (engine.settings.dynamicHints) {
+      this.#hints = {
+        recorder: recordHints(args.contextValue, miss.facts.rewrittenOperation),
+        context: args.contextValue,
+      }
+    }
     try {
       const result = this.#own(executeFn, args, executeFn({ ...args, document: miss.facts.rewritten }))
       if (isPromise(result))
@@ -130,6 +139,7 @@ class MissRun {
     const started = this.#state === 'running'
     this.#state = 'ended'
     clearTimeout(this.#timer)
+    if (this.#hints) stopRecording(this.#hints.context, this.#hints.recorder)
     if (started) this.engine.clock.end(this.#start)
     this.#flight?.land(shared)
   }
@@ -141,7 +151,9 @@ class MissRun {
     const { settings, stats } = engine
     const rootType = state.hints.schema.getQueryType() as GraphQLObjectType
     const scope = collectScope(state, facts, args)
-    const analysis = analyzeResult(result.data, rootType, facts.rootGroup(), state.hints, scope)
+    const recorder = this.#hints?.recorder
+    const dynamic = recorder?.fields.size ? recorder.fields : undefined
+    const analysis = analyzeResult(result.data, rootType, facts.rootGroup(), state.hints, scope, dynamic)
     const stripped: ExecutionResult = { data: analysis.data }
     if (result.errors) stripped.errors = result.errors
     if (result.extensions) stripped.extensions = result.extensions
@@ -152,6 +164,7 @@ class MissRun {
 
     let skip: SkipReason | undefined
     if (!analysis.complete) skip = 'not-analysable'
+    else if (recorder?.ambiguous) skip = 'ambiguous-dynamic-hint'
     else if (errors.length > 0 && !(settings.cacheErrors && errors.every(isExpectedError))) skip = 'errors'
     else if (!policy) skip = 'uncacheable'
     else if (policy.scope === 'PRIVATE' && session === null) skip = 'private-no-session'

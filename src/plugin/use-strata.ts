@@ -9,6 +9,7 @@ import { deriveKey, isWellFormedTenant } from '../key/key.js'
 import { createMetrics } from '../observability/metrics.js'
 import type { StrataStats } from '../observability/stats.js'
 import { type RequestInfo, type StrataContext, type StrataOptions, strataDefaults } from '../options.js'
+import { instrumentResolvers } from '../policy/dynamic.js'
 import { breakerDefaults } from '../tiers/breaker.js'
 import { memoryTier } from '../tiers/memory.js'
 import { type CacheBus, type CacheEntry, type CacheTier, isPromise } from '../tiers/tier.js'
@@ -120,6 +121,7 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
         invalidates: options.invalidates ?? {},
       }
       state = new SchemaState(schema, hintOptions, options.schemaVersion, adminField)
+      if (settings.dynamicHints) instrumentResolvers(schema, state.hints)
       schemas.set(schema, state)
       logger.debug({ schemaVersion: state.version }, 'strata: schema loaded')
     }

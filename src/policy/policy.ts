@@ -36,6 +36,13 @@ export function cacheablePolicy(state: PolicyState): { maxAge: number; scope: Ca
   return { maxAge: state.maxAge, scope: state.scope ?? 'PUBLIC' }
 }
 
+/** A field's hint before `defaultMaxAge` (Apollo's rules 1 and 2), and whether rule 3 applies to it. */
+export interface FieldBase {
+  readonly policy: Readonly<PolicyState>
+  /** With no maxAge once the field resolved, `defaultMaxAge` applies. */
+  readonly defaultApplies: boolean
+}
+
 /**
  * The policy one resolved field contributes to the response, following Apollo
  * Server's rules exactly:
@@ -44,6 +51,7 @@ export function cacheablePolicy(state: PolicyState): { maxAge: number; scope: Ca
  *    `inheritMaxAge` only takes effect when no maxAge is set yet (then only its scope applies);
  * 3. with no maxAge, `defaultMaxAge` applies to root fields, and to fields returning a
  *    composite type unless they inherit their maxAge.
+ * A resolver's dynamic hint changes the field's policy between rules 2 and 3.
  */
 export function fieldContribution(
   typeHint: CacheHint | undefined,
@@ -52,6 +60,16 @@ export function fieldContribution(
   isRoot: boolean,
   defaultMaxAge: number,
 ): PolicyState {
+  return settle(fieldBase(typeHint, fieldHint, returnsComposite, isRoot), defaultMaxAge)
+}
+
+/** Rules 1 and 2 of {@link fieldContribution}. */
+export function fieldBase(
+  typeHint: CacheHint | undefined,
+  fieldHint: CacheHint | undefined,
+  returnsComposite: boolean,
+  isRoot: boolean,
+): FieldBase {
   const policy: PolicyState = { maxAge: undefined, scope: undefined }
   let inherit = false
   if (returnsComposite && typeHint) {
@@ -64,8 +82,12 @@ export function fieldContribution(
   } else if (fieldHint) {
     replace(policy, fieldHint)
   }
-  if (policy.maxAge === undefined && ((returnsComposite && !inherit) || isRoot)) {
-    restrict(policy, { maxAge: defaultMaxAge, scope: undefined })
-  }
+  return { policy, defaultApplies: (returnsComposite && !inherit) || isRoot }
+}
+
+/** Rule 3 of {@link fieldContribution}: the field's final policy. */
+export function settle(field: FieldBase, defaultMaxAge: number): PolicyState {
+  const policy: PolicyState = { maxAge: field.policy.maxAge, scope: field.policy.scope }
+  if (policy.maxAge === undefined && field.defaultApplies) restrict(policy, { maxAge: defaultMaxAge })
   return policy
 }

@@ -10,7 +10,7 @@ import {
   isObjectType,
 } from 'graphql'
 import { StrataSchemaError } from '../errors.js'
-import { type CacheHint, fieldContribution, type PolicyState } from './policy.js'
+import { type CacheHint, type FieldBase, fieldBase, type PolicyState, settle } from './policy.js'
 
 /**
  * Everything Strata derives from one schema, computed once per schema
@@ -20,6 +20,11 @@ export interface SchemaHints {
   readonly schema: GraphQLSchema
   /** The policy a resolved field contributes; memoised per parent type, field and rootness. */
   fieldPolicy(parent: GraphQLObjectType, fieldName: string, isRoot: boolean): Readonly<PolicyState>
+  /** The same before `defaultMaxAge`, as a resolver's dynamic hint starts from it. */
+  fieldBase(parent: GraphQLObjectType, fieldName: string, isRoot: boolean): FieldBase
+  /** A composite type's hint (directive and config merged), as Apollo's `cacheHintFromType`. */
+  typeHint(type: GraphQLCompositeType): CacheHint | undefined
+  readonly defaultMaxAge: number
   /** Key fields of an object type, or `undefined` when its objects are not entities. */
   keyFields(typeName: string): readonly string[] | undefined
   /** Types a mutation field declares it invalidates (`@invalidates`), if any. */
@@ -74,24 +79,28 @@ export function buildSchemaHints(schema: GraphQLSchema, options: SchemaHintOptio
     return typeHints.get(type.name)
   }
 
-  const policies = new Map<string, PolicyState>()
-  const fieldPolicy = (parent: GraphQLObjectType, fieldName: string, isRoot: boolean): PolicyState => {
+  const bases = new Map<string, FieldBase>()
+  const baseOf = (parent: GraphQLObjectType, fieldName: string, isRoot: boolean): FieldBase => {
     const memoKey = `${isRoot ? '!' : ''}${parent.name}.${fieldName}`
-    let policy = policies.get(memoKey)
-    if (policy === undefined) {
+    let base = bases.get(memoKey)
+    if (base === undefined) {
       const field = parent.getFields()[fieldName] as GraphQLField<unknown, unknown> | undefined
       const named = field ? getNamedType(field.type) : undefined
       const composite = named !== undefined && isCompositeType(named)
       const fieldHint = field
         ? merge(readHint(schema, field), options.hints[`${parent.name}.${fieldName}`])
         : undefined
-      policy = fieldContribution(
-        composite ? typeHint(named) : undefined,
-        fieldHint,
-        composite,
-        isRoot,
-        options.defaultMaxAge,
-      )
+      base = fieldBase(composite ? typeHint(named) : undefined, fieldHint, composite, isRoot)
+      bases.set(memoKey, base)
+    }
+    return base
+  }
+  const policies = new Map<string, PolicyState>()
+  const fieldPolicy = (parent: GraphQLObjectType, fieldName: string, isRoot: boolean): PolicyState => {
+    const memoKey = `${isRoot ? '!' : ''}${parent.name}.${fieldName}`
+    let policy = policies.get(memoKey)
+    if (policy === undefined) {
+      policy = settle(baseOf(parent, fieldName, isRoot), options.defaultMaxAge)
       policies.set(memoKey, policy)
     }
     return policy
@@ -125,6 +134,9 @@ export function buildSchemaHints(schema: GraphQLSchema, options: SchemaHintOptio
   return {
     schema,
     fieldPolicy,
+    fieldBase: baseOf,
+    typeHint,
+    defaultMaxAge: options.defaultMaxAge,
     keyFields: (typeName) => keyFieldsByType.get(typeName),
     invalidatedTypes: (fieldName) => mutationTargets.get(fieldName),
     possibleTypeNames(type) {

@@ -1,7 +1,20 @@
-import { GraphQLList, GraphQLObjectType, GraphQLSchema, GraphQLString } from 'graphql'
+import {
+  GraphQLList,
+  GraphQLObjectType,
+  type GraphQLResolveInfo,
+  GraphQLSchema,
+  GraphQLString,
+} from 'graphql'
 import { createSchema, createYoga } from 'graphql-yoga'
 import { afterEach, describe, expect, it } from 'vitest'
-import { type StrataOptions, StrataSchemaError, strataDirectivesSdl, useStrata } from '../../src/index.js'
+import {
+  type CacheScope,
+  cacheControlFromInfo,
+  type StrataOptions,
+  StrataSchemaError,
+  strataDirectivesSdl,
+  useStrata,
+} from '../../src/index.js'
 import { startServer, type TestServer } from '../support/server.js'
 
 /**
@@ -648,5 +661,152 @@ describe('@cacheControl policy (Apollo Server semantics)', () => {
     )
     const { server } = await serve(schema)
     expect(await policyOf(server, '{ ext { x } }')).toBe('max-age=33, public')
+  })
+})
+
+describe('dynamic hints: resolvers change their field policy through info.cacheControl (as in Apollo Server)', () => {
+  const typeDefs = /* GraphQL */ `
+    type Query {
+      quote(ttl: Int, scope: String, restrictTo: Int, delayMs: Int): Quote @cacheControl(maxAge: 60)
+      feed(shortItem: ID): [Item!]! @cacheControl(maxAge: 60)
+      late: String
+      hintInfo: String @cacheControl(maxAge: 15)
+      wrong: String @cacheControl(maxAge: 60)
+      me: String @cacheControl(maxAge: 60, scope: PRIVATE)
+    }
+    type Quote @cacheControl(maxAge: 30) {
+      text: String
+    }
+    type Item {
+      id: ID!
+      n: Int
+    }
+  `
+  type QuoteArgs = { ttl?: number; scope?: CacheScope; restrictTo?: number; delayMs?: number }
+  const calls = { quote: 0, late: 0 }
+  const schema = () =>
+    createSchema({
+      typeDefs: [strataDirectivesSdl, typeDefs],
+      resolvers: {
+        Query: {
+          quote: async (_: unknown, args: QuoteArgs, _ctx: unknown, info: GraphQLResolveInfo) => {
+            calls.quote++
+            if (args.delayMs) await new Promise((resolve) => setTimeout(resolve, args.delayMs))
+            const control = cacheControlFromInfo(info)
+            if (args.ttl !== undefined || args.scope !== undefined) {
+              control.setCacheHint({ maxAge: args.ttl ?? undefined, scope: args.scope ?? undefined })
+            }
+            if (args.restrictTo !== undefined) control.cacheHint.restrict({ maxAge: args.restrictTo })
+            return { text: 'q' }
+          },
+          feed: (_: unknown, args: { shortItem?: string }) =>
+            ['1', '2', '3'].map((id) => ({ id, short: id === args.shortItem })),
+          late: (_: unknown, _args: unknown, _ctx: unknown, info: GraphQLResolveInfo) => {
+            calls.late++
+            cacheControlFromInfo(info).setCacheHint({ maxAge: 20 })
+            return 'late'
+          },
+          hintInfo: (_: unknown, _args: unknown, _ctx: unknown, info: GraphQLResolveInfo) => {
+            const control = cacheControlFromInfo(info)
+            const quote = info.schema.getType('Quote') as GraphQLObjectType
+            return JSON.stringify({
+              maxAge: control.cacheHint.maxAge,
+              scope: control.cacheHint.scope ?? null,
+              quote: control.cacheHintFromType(quote),
+            })
+          },
+          wrong: (_: unknown, _args: unknown, _ctx: unknown, info: GraphQLResolveInfo) => {
+            cacheControlFromInfo(info).setCacheHint({ maxAge: -1 })
+            return 'never'
+          },
+          me: () => 'me',
+        },
+        Item: {
+          n: (item: { short: boolean }, _args: unknown, _ctx: unknown, info: GraphQLResolveInfo) => {
+            if (item.short) cacheControlFromInfo(info).setCacheHint({ maxAge: 7 })
+            return 1
+          },
+        },
+      },
+    })
+
+  it('setCacheHint replaces the field maxAge, lower or higher than its static hint, and on a field without one', async () => {
+    const { server } = await serve(schema())
+    expect(await policyOf(server, '{ quote { text } }')).toBe('max-age=60, public')
+    expect(await policyOf(server, '{ quote(ttl: 5) { text } }')).toBe('max-age=5, public')
+    expect(await policyOf(server, '{ quote(ttl: 90) { text } }')).toBe('max-age=90, public')
+    // A root field without a hint gets defaultMaxAge (0: not cached) unless its resolver sets one.
+    expect(await policyOf(server, '{ late }')).toBe('max-age=20, public')
+    const before = calls.late
+    await expectStored(server, '{ late }', true)
+    expect(calls.late, 'the second request was served from cache').toBe(before)
+  })
+
+  it('cacheHint.restrict only lowers the maxAge', async () => {
+    const { server } = await serve(schema())
+    expect(await policyOf(server, '{ quote(restrictTo: 100) { text } }')).toBe('max-age=60, public')
+    expect(await policyOf(server, '{ quote(restrictTo: 10) { text } }')).toBe('max-age=10, public')
+  })
+
+  it('a hint set for one item of a list applies to the whole response', async () => {
+    const { server } = await serve(schema())
+    expect(await policyOf(server, '{ feed { id n } }')).toBe('max-age=60, public')
+    expect(await policyOf(server, '{ feed(shortItem: "2") { id n } }')).toBe('max-age=7, public')
+    expect(await policyOf(server, '{ feed(shortItem: "2") { id short: n } }'), 'under an alias').toBe(
+      'max-age=7, public',
+    )
+  })
+
+  it('a dynamic PRIVATE is stored per session where the document is keyed by session, and not stored otherwise', async () => {
+    const { server, strata } = await serve(schema())
+    const alone = '{ quote(scope: "PRIVATE") { text } }'
+    expect(await policyOf(server, alone, USER)).toBe('max-age=60, private')
+    await expectStored(server, alone, false, USER)
+    expect(strata.stats().skippedStores['private-no-session']).toBe(3)
+
+    const keyed = '{ me quote(scope: "PRIVATE") { text } }'
+    expect(await policyOf(server, keyed, USER)).toBe('max-age=60, private')
+    expect((await server.query(keyed, {}, USER)).cache).toBe('HIT')
+    expect((await server.query(keyed, {}, { 'x-user': 'bob' })).cache, 'another session').toBe('MISS')
+  })
+
+  it('cacheHint starts from the static hints, and cacheHintFromType reads a type hint', async () => {
+    const { server } = await serve(schema())
+    const res = await server.query('{ hintInfo }')
+    expect(JSON.parse(res.json.data?.hintInfo as string)).toEqual({
+      maxAge: 15,
+      scope: null,
+      quote: { maxAge: 30 },
+    })
+  })
+
+  it('a wrong hint fails the field with a message naming it, and nothing is stored', async () => {
+    const { server, strata } = await serve(schema())
+    const res = await server.query('{ wrong }')
+    expect(res.json.errors?.[0]?.message).toBe('cache hint maxAge must be a number of seconds >= 0, got -1')
+    expect(res.cache).toBe('MISS')
+    expect(strata.stats().skippedStores.errors).toBe(1)
+  })
+
+  it('concurrent misses of one document keep their own hints', async () => {
+    const { server } = await serve(schema())
+    const query = 'query Q($ttl: Int) { quote(ttl: $ttl, delayMs: 50) { text } }'
+    const before = calls.quote
+    const responses = await Promise.all([5, 50, 7].map((ttl) => server.query(query, { ttl })))
+    expect(calls.quote - before, 'the executions overlapped').toBe(3)
+    expect(responses.map((res) => res.headers.get('cache-control'))).toEqual([
+      'max-age=5, public',
+      'max-age=50, public',
+      'max-age=7, public',
+    ])
+  })
+
+  it('dynamicHints: false leaves the resolvers as they are; cacheControlFromInfo says what is missing', async () => {
+    const plain = schema()
+    const resolve = (plain.getType('Query') as GraphQLObjectType).getFields().late?.resolve
+    const { server } = await serve(plain, { dynamicHints: false })
+    const res = await server.query('{ late }')
+    expect(res.json.errors?.[0]?.message).toMatch(/^info\.cacheControl is missing: add useStrata/)
+    expect((plain.getType('Query') as GraphQLObjectType).getFields().late?.resolve).toBe(resolve)
   })
 })
