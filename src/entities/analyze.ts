@@ -75,6 +75,9 @@ export function analyzeResult(
   }
   const path = dynamic ? '' : undefined
   const stripped = data == null ? null : walkObject(walk, data, rootType, rootGroup, true, path)
+  // Every field whose resolver set a hint counts, as in Apollo Server: also one an error nulled
+  // afterwards (stored only with cacheErrors), which the walk never reaches.
+  for (const field of dynamic?.values() ?? []) restrict(walk.policy, settle(field, hints.defaultMaxAge))
   return {
     data: stripped,
     policy: walk.policy,
@@ -143,9 +146,9 @@ function walkObject(
     const facts = field.facts ?? memoiseFacts(walk, type, field, isRoot)
     // Paths are tracked only when a resolver set a hint: the common walk builds no strings.
     const fieldPath = path === undefined ? undefined : path === '' ? responseKey : `${path}.${responseKey}`
-    const hinted = fieldPath === undefined ? undefined : walk.dynamic?.get(fieldPath)
-    if (hinted) restrict(walk.policy, settle(hinted, walk.hints.defaultMaxAge))
-    else if (facts.policy) restrict(walk.policy, facts.policy)
+    // A field whose resolver set a hint counts with that hint instead (after the walk).
+    const hinted = fieldPath !== undefined && walk.dynamic?.has(fieldPath) === true
+    if (facts.policy && !hinted) restrict(walk.policy, facts.policy)
     if (!facts.composite) {
       out[responseKey] = fieldValue
       continue

@@ -72,6 +72,7 @@ class MissRun {
     this.#flight = engine.settings.singleFlight ? engine.flights.lead(miss.key) : undefined
     this.#start = engine.clock.begin()
     this.#startedAt = Date.now()
+    if (this.#hints) stopRecording(this.#hints.context, this.#hints.recorder) // a plugin executes again
     if (engine.settings.dynamicHints) {
       this.#hints = {
         recorder: recordHints(args.contextValue, miss.facts.rewrittenOperation),
@@ -172,7 +173,11 @@ class MissRun {
       skip = 'invalidated-during-execution'
     } else if (size > settings.maxEntryBytes) skip = 'too-large'
 
-    const stale = skip === 'invalidated-during-execution' || skip === 'not-analysable'
+    // What the result's policy is not known for certain: no cache-control header either.
+    const stale =
+      skip === 'invalidated-during-execution' ||
+      skip === 'not-analysable' ||
+      skip === 'ambiguous-dynamic-hint'
     engine.http.record(args.contextValue, {
       status: 'MISS',
       httpPolicy: errors.length > 0 || stale ? null : policy,

@@ -108,6 +108,12 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
   if (options.warm?.afterFlush) engine.afterClear = () => void runWarm()
   const schemas = new WeakMap<GraphQLSchema, SchemaState>()
   let warnedNoTenant = false
+  const wrongHintFields = new Set<string>() // bounded by the schema's fields
+  const wrongHint = (field: string, problem: string) => {
+    if (wrongHintFields.has(field)) return
+    wrongHintFields.add(field)
+    logger.warn({ field }, `strata: ${field} set a wrong cache hint: ${problem} (logged once per field)`)
+  }
   let warnedIllFormed = false
 
   const schemaState = (schema: GraphQLSchema): SchemaState => {
@@ -121,7 +127,7 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
         invalidates: options.invalidates ?? {},
       }
       state = new SchemaState(schema, hintOptions, options.schemaVersion, adminField)
-      if (settings.dynamicHints) instrumentResolvers(schema, state.hints)
+      if (settings.dynamicHints) instrumentResolvers(schema, state.hints, wrongHint)
       schemas.set(schema, state)
       logger.debug({ schemaVersion: state.version }, 'strata: schema loaded')
     }

@@ -30,8 +30,8 @@ export interface ResolveInfoCacheControl {
   readonly cacheHint: CachePolicy
   /** Replaces the properties `hint` defines (`cacheHint.replace`). */
   setCacheHint(hint: CacheHint): void
-  /** A composite type's static hint. */
-  cacheHintFromType(type: GraphQLCompositeType): CacheHint | undefined
+  /** A composite type's static hint (`{}` for none). */
+  cacheHintFromType(type: GraphQLCompositeType): CacheHint
 }
 
 /** `info.cacheControl`, or a clear error where Strata's resolver instrumentation is off. */
@@ -39,7 +39,7 @@ export function cacheControlFromInfo(info: GraphQLResolveInfo): ResolveInfoCache
   const control = (info as { cacheControl?: ResolveInfoCacheControl }).cacheControl
   if (!control) {
     throw new Error(
-      'info.cacheControl is missing: add useStrata to the server (with dynamicHints left on), before this resolver runs',
+      `info.cacheControl is missing on ${info.parentType.name}.${info.fieldName}: Strata gives it to fields with their own resolver (not the default resolver), in schemas served with useStrata and dynamicHints on`,
     )
   }
   return control
@@ -65,8 +65,11 @@ export class HintRecorder {
 
 /** Executions being recorded, by context (by operation where the context is not an object). */
 const recording = new WeakMap<object, HintRecorder[]>()
-/** Static hints, for the schemas Strata instrumented. */
-const hintsBySchema = new WeakMap<GraphQLSchema, SchemaHints>()
+/** Static hints and where to report a wrong hint, for the schemas Strata instrumented. */
+const instrumented = new WeakMap<GraphQLSchema, { hints: SchemaHints; wrongHint: WrongHint }>()
+
+/** Told about a hint a resolver set that is not a valid one (once per field is enough). */
+export type WrongHint = (coordinate: string, problem: string) => void
 
 const isObject = (value: unknown): value is object =>
   (typeof value === 'object' && value !== null) || typeof value === 'function'
@@ -114,8 +117,8 @@ const WRAPPED = Symbol.for('graphql-strata.cacheControl')
  * wrapped in place, as Apollo Server does). Fields without their own resolver are left alone: the
  * default resolver sets no hint.
  */
-export function instrumentResolvers(schema: GraphQLSchema, hints: SchemaHints): void {
-  hintsBySchema.set(schema, hints)
+export function instrumentResolvers(schema: GraphQLSchema, hints: SchemaHints, wrongHint: WrongHint): void {
+  instrumented.set(schema, { hints, wrongHint })
   for (const type of Object.values(schema.getTypeMap())) {
     if (!isObjectType(type) || type.name.startsWith('__')) continue
     for (const field of Object.values(type.getFields())) {
@@ -161,20 +164,25 @@ class FieldCacheControl implements ResolveInfoCacheControl {
     this.#field().replace(hint)
   }
 
-  cacheHintFromType(type: GraphQLCompositeType): CacheHint | undefined {
-    return hintsBySchema.get(this.#info.schema)?.typeHint(type)
+  cacheHintFromType(type: GraphQLCompositeType): CacheHint {
+    return instrumented.get(this.#info.schema)?.hints.typeHint(type) ?? {}
   }
 
   #field(): FieldPolicy {
     if (this.#policy) return this.#policy
     const info = this.#info
-    const base: FieldBase = hintsBySchema
-      .get(info.schema)
-      ?.fieldBase(info.parentType, info.fieldName, info.path.prev === undefined) ?? {
+    const schema = instrumented.get(info.schema)
+    const base: FieldBase = schema?.hints.fieldBase(
+      info.parentType,
+      info.fieldName,
+      info.path.prev === undefined,
+    ) ?? {
       policy: { maxAge: undefined, scope: undefined },
       defaultApplies: false,
     }
-    const policy = new FieldPolicy(base.policy)
+    const policy = new FieldPolicy(base.policy, (problem) =>
+      schema?.wrongHint(`${info.parentType.name}.${info.fieldName}`, problem),
+    )
     recorderFor(this.#context, info.operation)?.fields.set(pathKey(info.path), {
       policy,
       defaultApplies: base.defaultApplies,
@@ -188,19 +196,22 @@ class FieldPolicy implements CachePolicy {
   maxAge: number | undefined
   scope: CacheScope | undefined
 
-  constructor(base: Readonly<PolicyState>) {
+  readonly #wrong: (problem: string) => void
+
+  constructor(base: Readonly<PolicyState>, wrong: (problem: string) => void) {
     this.maxAge = base.maxAge
     this.scope = base.scope
+    this.#wrong = wrong
   }
 
-  replace(hint: CacheHint): void {
-    checkHint(hint)
+  replace(raw: CacheHint): void {
+    const hint = this.#valid(raw)
     if (hint.maxAge !== undefined) this.maxAge = hint.maxAge
     if (hint.scope !== undefined) this.scope = hint.scope
   }
 
-  restrict(hint: CacheHint): void {
-    checkHint(hint)
+  restrict(raw: CacheHint): void {
+    const hint = this.#valid(raw)
     if (hint.maxAge !== undefined && (this.maxAge === undefined || hint.maxAge < this.maxAge)) {
       this.maxAge = hint.maxAge
     }
@@ -211,19 +222,29 @@ class FieldPolicy implements CachePolicy {
     if (this.maxAge === undefined || this.maxAge <= 0) return null
     return { maxAge: this.maxAge, scope: this.scope ?? 'PUBLIC' }
   }
-}
 
-/** A hint a resolver passes: wrong values fail the field with a message naming them. */
-function checkHint(hint: CacheHint): void {
-  if (typeof hint !== 'object' || hint === null) {
-    throw new TypeError(`cache hint must be an object like { maxAge: 60 }, got ${String(hint)}`)
-  }
-  const { maxAge, scope } = hint
-  if (maxAge !== undefined && !(typeof maxAge === 'number' && Number.isFinite(maxAge) && maxAge >= 0)) {
-    throw new TypeError(`cache hint maxAge must be a number of seconds >= 0, got ${String(maxAge)}`)
-  }
-  if (scope !== undefined && scope !== 'PUBLIC' && scope !== 'PRIVATE') {
-    throw new TypeError(`cache hint scope must be 'PUBLIC' or 'PRIVATE', got ${String(scope)}`)
+  /**
+   * The hint as given, or, where it is wrong, what is safe: a maxAge that is not a number of seconds
+   * >= 0 (a null read from a database, say) means 0, never cached; a scope other than PUBLIC or
+   * PRIVATE means PRIVATE. A cache hint never fails the resolver: the response is served, and not
+   * shared, and the problem is reported.
+   */
+  #valid(hint: CacheHint): CacheHint {
+    if (typeof hint !== 'object' || hint === null) {
+      this.#wrong(`a cache hint must be an object like { maxAge: 60 }, got ${String(hint)}; not cached`)
+      return { maxAge: 0 }
+    }
+    const { maxAge, scope } = hint
+    const safe: CacheHint = { maxAge, scope }
+    if (maxAge !== undefined && !(typeof maxAge === 'number' && Number.isFinite(maxAge) && maxAge >= 0)) {
+      this.#wrong(`cache hint maxAge must be a number of seconds >= 0, got ${String(maxAge)}; not cached`)
+      safe.maxAge = 0
+    }
+    if (scope !== undefined && scope !== 'PUBLIC' && scope !== 'PRIVATE') {
+      this.#wrong(`cache hint scope must be 'PUBLIC' or 'PRIVATE', got ${String(scope)}; taken as PRIVATE`)
+      safe.scope = 'PRIVATE'
+    }
+    return safe
   }
 }
 

@@ -1,4 +1,5 @@
 import {
+  GraphQLError,
   GraphQLList,
   GraphQLObjectType,
   type GraphQLResolveInfo,
@@ -6,6 +7,7 @@ import {
   GraphQLString,
 } from 'graphql'
 import { createSchema, createYoga } from 'graphql-yoga'
+import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
   type CacheScope,
@@ -673,9 +675,15 @@ describe('dynamic hints: resolvers change their field policy through info.cacheC
       hintInfo: String @cacheControl(maxAge: 15)
       wrong: String @cacheControl(maxAge: 60)
       me: String @cacheControl(maxAge: 60, scope: PRIVATE)
+      search(shortItem: ID): [[Result]] @cacheControl(maxAge: 60)
+      fragile: Fragile @cacheControl(maxAge: 60)
     }
     type Quote @cacheControl(maxAge: 30) {
       text: String
+    }
+    union Result = Quote | Item
+    type Fragile {
+      title: String!
     }
     type Item {
       id: ID!
@@ -713,6 +721,7 @@ describe('dynamic hints: resolvers change their field policy through info.cacheC
               maxAge: control.cacheHint.maxAge,
               scope: control.cacheHint.scope ?? null,
               quote: control.cacheHintFromType(quote),
+              item: control.cacheHintFromType(info.schema.getType('Item') as GraphQLObjectType),
             })
           },
           wrong: (_: unknown, _args: unknown, _ctx: unknown, info: GraphQLResolveInfo) => {
@@ -720,6 +729,18 @@ describe('dynamic hints: resolvers change their field policy through info.cacheC
             return 'never'
           },
           me: () => 'me',
+          search: (_: unknown, args: { shortItem?: string }) => [
+            [{ id: '1', short: args.shortItem === '1' }, { text: 'q' }],
+            [null, { id: '2', short: args.shortItem === '2' }],
+          ],
+          fragile: () => ({}),
+        },
+        Result: { __resolveType: (o: object) => ('text' in o ? 'Quote' : 'Item') },
+        Fragile: {
+          title: (_: unknown, _args: unknown, _ctx: unknown, info: GraphQLResolveInfo) => {
+            cacheControlFromInfo(info).setCacheHint({ maxAge: 5 })
+            throw new GraphQLError('gone')
+          },
         },
         Item: {
           n: (item: { short: boolean }, _args: unknown, _ctx: unknown, info: GraphQLResolveInfo) => {
@@ -777,15 +798,51 @@ describe('dynamic hints: resolvers change their field policy through info.cacheC
       maxAge: 15,
       scope: null,
       quote: { maxAge: 30 },
+      item: {},
     })
   })
 
-  it('a wrong hint fails the field with a message naming it, and nothing is stored', async () => {
-    const { server, strata } = await serve(schema())
-    const res = await server.query('{ wrong }')
-    expect(res.json.errors?.[0]?.message).toBe('cache hint maxAge must be a number of seconds >= 0, got -1')
-    expect(res.cache).toBe('MISS')
-    expect(strata.stats().skippedStores.errors).toBe(1)
+  it('a wrong hint never fails the resolver: the response is served, not stored, and the field named in a warning', async () => {
+    const lines: string[] = []
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(line) })
+    const { server, strata } = await serve(schema(), { logger })
+    for (let i = 0; i < 2; i++) {
+      const res = await server.query('{ wrong }')
+      expect(res.json).toEqual({ data: { wrong: 'never' } })
+      expect(res.cache).toBe('MISS')
+      expect(res.headers.get('cache-control')).toBe('no-store')
+    }
+    expect(strata.stats().skippedStores.uncacheable).toBe(2)
+    const warned = lines.map((line) => JSON.parse(line) as { msg: string; field: string })
+    expect(warned, 'once per field').toEqual([
+      expect.objectContaining({
+        field: 'Query.wrong',
+        msg: 'strata: Query.wrong set a wrong cache hint: cache hint maxAge must be a number of seconds >= 0, got -1; not cached (logged once per field)',
+      }),
+    ])
+  })
+
+  it('hints are found through unions, fragments, aliases and nested lists, and set the stored lifetime', async () => {
+    const { server } = await serve(schema(), { debug: true })
+    const query = (short: string) => /* GraphQL */ `
+      { s: search(shortItem: "${short}") { ...R } }
+      fragment R on Result { ... on Item { id m: n } ... on Quote { text } }
+    `
+    expect(await policyOf(server, query('none'))).toBe('max-age=60, public')
+    const res = await server.query(query('2'))
+    expect(res.headers.get('cache-control')).toBe('max-age=7, public')
+    expect(res.json.extensions?.strata).toEqual({ hit: false, ttl: 7 })
+  })
+
+  it('with cacheErrors, a hint set by a resolver that then failed still counts (as in Apollo Server)', async () => {
+    const { server } = await serve(schema(), { cacheErrors: true, debug: true })
+    const res = await server.query('{ fragile { title } }')
+    expect(res.json.errors?.[0]?.message).toBe('gone')
+    expect(res.json.data).toEqual({ fragile: null })
+    expect(res.json.extensions?.strata, 'stored for the hint, not for the static 60 s').toEqual({
+      hit: false,
+      ttl: 5,
+    })
   })
 
   it('concurrent misses of one document keep their own hints', async () => {
@@ -806,7 +863,7 @@ describe('dynamic hints: resolvers change their field policy through info.cacheC
     const resolve = (plain.getType('Query') as GraphQLObjectType).getFields().late?.resolve
     const { server } = await serve(plain, { dynamicHints: false })
     const res = await server.query('{ late }')
-    expect(res.json.errors?.[0]?.message).toMatch(/^info\.cacheControl is missing: add useStrata/)
+    expect(res.json.errors?.[0]?.message).toMatch(/^info\.cacheControl is missing on Query\.late: /)
     expect((plain.getType('Query') as GraphQLObjectType).getFields().late?.resolve).toBe(resolve)
   })
 })

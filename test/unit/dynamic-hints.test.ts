@@ -31,6 +31,7 @@ instrumentResolvers(
     defaultKeyFields: ['id'],
     invalidates: {},
   }),
+  () => {},
 )
 const document = parse('query Q($ttl: Int!) { a(ttl: $ttl) }')
 const operation = getOperationAST(document, 'Q')
