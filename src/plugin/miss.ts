@@ -58,8 +58,8 @@ class MissRun {
   /** The rewritten document's result had errors in fields only the rewrite asked for. */
   #foreign = false
   #timer: ReturnType<typeof setTimeout> | undefined
-  /** Hints the rewritten document's resolvers set (`info.cacheControl`), and its context. */
-  #hints: { recorder: HintRecorder; context: unknown } | undefined
+  /** Hints the rewritten document's resolvers set (`info.cacheControl`). */
+  #hints: HintRecorder | undefined
 
   constructor(
     readonly engine: StrataEngine,
@@ -72,12 +72,9 @@ class MissRun {
     this.#flight = engine.settings.singleFlight ? engine.flights.lead(miss.key) : undefined
     this.#start = engine.clock.begin()
     this.#startedAt = Date.now()
-    if (this.#hints) stopRecording(this.#hints.context, this.#hints.recorder) // a plugin executes again
+    if (this.#hints) stopRecording(this.#hints) // a plugin executes again
     if (engine.settings.dynamicHints) {
-      this.#hints = {
-        recorder: recordHints(args.contextValue, miss.facts.rewrittenOperation),
-        context: args.contextValue,
-      }
+      this.#hints = recordHints(args.contextValue, miss.facts.rewrittenOperation)
     }
     try {
       const result = this.#own(executeFn, args, executeFn({ ...args, document: miss.facts.rewritten }))
@@ -140,7 +137,7 @@ class MissRun {
     const started = this.#state === 'running'
     this.#state = 'ended'
     clearTimeout(this.#timer)
-    if (this.#hints) stopRecording(this.#hints.context, this.#hints.recorder)
+    if (this.#hints) stopRecording(this.#hints)
     if (started) this.engine.clock.end(this.#start)
     this.#flight?.land(shared)
   }
@@ -152,7 +149,7 @@ class MissRun {
     const { settings, stats } = engine
     const rootType = state.hints.schema.getQueryType() as GraphQLObjectType
     const scope = collectScope(state, facts, args)
-    const recorder = this.#hints?.recorder
+    const recorder = this.#hints
     const dynamic = recorder?.fields.size ? recorder.fields : undefined
     const analysis = analyzeResult(result.data, rootType, facts.rootGroup(), state.hints, scope, dynamic)
     const stripped: ExecutionResult = { data: analysis.data }

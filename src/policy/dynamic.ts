@@ -6,7 +6,15 @@ import {
   isObjectType,
   type OperationDefinitionNode,
 } from 'graphql'
-import type { CacheHint, CacheScope, FieldBase, PolicyState } from './policy.js'
+import {
+  type CacheHint,
+  type CacheScope,
+  cacheablePolicy,
+  type FieldBase,
+  type PolicyState,
+  replace,
+  restrict,
+} from './policy.js'
 import type { SchemaHints } from './schema-hints.js'
 
 /** A field's cache policy as a resolver sees and changes it: Apollo Server's `CachePolicy`. */
@@ -60,7 +68,11 @@ export class HintRecorder {
    */
   ambiguous = false
 
-  constructor(readonly operation: OperationDefinitionNode) {}
+  constructor(
+    readonly operation: OperationDefinitionNode,
+    /** What it is filed under: the context, or the operation where the context is not an object. */
+    readonly owner: object,
+  ) {}
 }
 
 /** Executions being recorded, by context (by operation where the context is not an object). */
@@ -76,22 +88,20 @@ const isObject = (value: unknown): value is object =>
 
 /** Starts recording the hints of an execution of `operation` (a miss's rewritten document). */
 export function recordHints(context: unknown, operation: OperationDefinitionNode): HintRecorder {
-  const recorder = new HintRecorder(operation)
-  const owner = isObject(context) ? context : operation
-  const list = recording.get(owner)
+  const recorder = new HintRecorder(operation, isObject(context) ? context : operation)
+  const list = recording.get(recorder.owner)
   if (list) list.push(recorder)
-  else recording.set(owner, [recorder])
+  else recording.set(recorder.owner, [recorder])
   return recorder
 }
 
 /** Stops recording; what it recorded stays readable. */
-export function stopRecording(context: unknown, recorder: HintRecorder): void {
-  const owner = isObject(context) ? context : recorder.operation
-  const list = recording.get(owner)
+export function stopRecording(recorder: HintRecorder): void {
+  const list = recording.get(recorder.owner)
   if (!list) return
   const index = list.indexOf(recorder)
   if (index >= 0) list.splice(index, 1)
-  if (list.length === 0) recording.delete(owner)
+  if (list.length === 0) recording.delete(recorder.owner)
 }
 
 /** The recorder a resolver's hint belongs to, if its execution is recorded and can be told apart. */
@@ -204,23 +214,16 @@ class FieldPolicy implements CachePolicy {
     this.#wrong = wrong
   }
 
-  replace(raw: CacheHint): void {
-    const hint = this.#valid(raw)
-    if (hint.maxAge !== undefined) this.maxAge = hint.maxAge
-    if (hint.scope !== undefined) this.scope = hint.scope
+  replace(hint: CacheHint): void {
+    replace(this, this.#valid(hint))
   }
 
-  restrict(raw: CacheHint): void {
-    const hint = this.#valid(raw)
-    if (hint.maxAge !== undefined && (this.maxAge === undefined || hint.maxAge < this.maxAge)) {
-      this.maxAge = hint.maxAge
-    }
-    if (hint.scope !== undefined && this.scope !== 'PRIVATE') this.scope = hint.scope
+  restrict(hint: CacheHint): void {
+    restrict(this, this.#valid(hint))
   }
 
   policyIfCacheable(): { maxAge: number; scope: CacheScope } | null {
-    if (this.maxAge === undefined || this.maxAge <= 0) return null
-    return { maxAge: this.maxAge, scope: this.scope ?? 'PUBLIC' }
+    return cacheablePolicy(this)
   }
 
   /**

@@ -45,8 +45,8 @@ describe('dynamic hint recording', () => {
     const first = recordHints(one, operation)
     const second = recordHints(two, operation)
     await Promise.all([run(one, 5), run(two, 9)])
-    stopRecording(one, first)
-    stopRecording(two, second)
+    stopRecording(first)
+    stopRecording(second)
     expect(first.fields.get('a')?.policy.maxAge).toBe(5)
     expect(second.fields.get('a')?.policy.maxAge).toBe(9)
     expect([first.ambiguous, second.ambiguous]).toEqual([false, false])
@@ -57,8 +57,8 @@ describe('dynamic hint recording', () => {
     const first = recordHints(shared, operation)
     const second = recordHints(shared, operation)
     await run(shared, 5)
-    stopRecording(shared, first)
-    stopRecording(shared, second)
+    stopRecording(first)
+    stopRecording(second)
     expect([first.ambiguous, second.ambiguous]).toEqual([true, true])
     expect(first.fields.size + second.fields.size, 'attributed to neither').toBe(0)
   })
@@ -66,14 +66,14 @@ describe('dynamic hint recording', () => {
   it('an execution without an object context is recorded by its operation', async () => {
     const recorder = recordHints(undefined, operation)
     await run(undefined, 3)
-    stopRecording(undefined, recorder)
+    stopRecording(recorder)
     expect(recorder.fields.get('a')?.policy.maxAge).toBe(3)
   })
 
   it('after stopRecording, hints go nowhere', async () => {
     const context = {}
     const recorder = recordHints(context, operation)
-    stopRecording(context, recorder)
+    stopRecording(recorder)
     await run(context, 4)
     expect(recorder.fields.size).toBe(0)
   })
