@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import * as crypto from 'node:crypto'
 import { canonicalJson } from './canonical.js'
 
 /** Everything that identifies one cacheable response. */
@@ -17,6 +17,15 @@ export interface KeyParts {
   /** Output of the `extraKeyData` hook, if any. */
   extra: unknown
 }
+
+/**
+ * SHA-256 as base64url. The one-shot `crypto.hash` (Node 20.12 and later) takes about half the
+ * time of `createHash` for inputs of this size, on every request; both give the same digest.
+ */
+const sha256: (data: string) => string =
+  typeof crypto.hash === 'function'
+    ? (data) => crypto.hash('sha256', data, 'base64url')
+    : (data) => crypto.createHash('sha256').update(data).digest('base64url')
 
 const SAFE = /^[A-Za-z0-9_-]*$/
 /** With the `u` flag a surrogate pair is one code point, so this finds lone surrogates only. */
@@ -70,8 +79,7 @@ export function deriveKey(parts: KeyParts): string {
     parts.schemaVersion,
     parts.extra === undefined ? null : canonicalJson(parts.extra),
   ])
-  const digest = createHash('sha256').update(framed).digest('base64url')
-  return tenantKeyPrefix(parts.prefix, parts.tenant) + digest
+  return tenantKeyPrefix(parts.prefix, parts.tenant) + sha256(framed)
 }
 
 /** The tenant a key belongs to, decoded, or `null` for a tenancy-off key. */

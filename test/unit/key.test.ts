@@ -54,6 +54,19 @@ describe('deriveKey', () => {
     expect(deriveKey(base)).toBe(deriveKey({ ...base, variables: { b: [1, 2], a: 1 } }))
     expect(deriveKey(base)).toMatch(/^strata:t:acme:[A-Za-z0-9_-]{43}$/)
   })
+  it('gives the key earlier releases gave (entries in shared tiers outlive a deploy)', () => {
+    const parts: KeyParts = {
+      prefix: 'strata',
+      tenant: 'acme',
+      source: '{ post(id: $id) { id title } }',
+      operationName: 'Post',
+      variables: { id: '1', b: [1, 2] },
+      session: 'user-7',
+      schemaVersion: 'v42',
+      extra: { locale: 'fr' },
+    }
+    expect(deriveKey(parts)).toBe('strata:t:acme:sqza0JJO2FtyBsoNWcpYRPp9MOlSm0XG6Ld4FKGq8O8')
+  })
   it('changes with every part of the identity', () => {
     const variants: Partial<KeyParts>[] = [
       { tenant: 'globex' },
