@@ -8,7 +8,7 @@ import {
   postgresTier,
 } from 'graphql-strata/postgres'
 import { redisTier } from 'graphql-strata/redis'
-import { createYoga, type YogaServerInstance } from 'graphql-yoga'
+import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga'
 import pino, { type Logger } from 'pino'
 import { collectDefaultMetrics, Registry } from 'prom-client'
 import { rowId, tenantData } from './data.js'
@@ -42,6 +42,8 @@ export interface BlogServerOptions {
   adminToken?: string
   /** Extra Strata options, or `false` to serve without the cache (used by the benchmark). */
   strata?: Partial<StrataOptions> | false
+  /** More Yoga plugins, after Strata (the benchmark runs a peer's cache here, with `strata: false`). */
+  plugins?: Plugin[]
 }
 
 export interface BlogServer {
@@ -113,7 +115,7 @@ export async function startBlogServer(options: BlogServerOptions): Promise<BlogS
 
   const yoga = createYoga<ServerContext, BlogContext>({
     schema,
-    plugins: options.strata === false ? [] : [strata],
+    plugins: [...(options.strata === false ? [] : [strata]), ...(options.plugins ?? [])],
     logging: logger,
     context: ({ request }): BlogContext => {
       const tenant = request.headers.get('x-tenant-id')
