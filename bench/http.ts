@@ -185,8 +185,8 @@ try {
   const samples = new Map<string, { rps: number[]; p99: number[]; cpu: number[]; bad: number }>()
   for (let round = 1; round <= rounds; round++) {
     for (const scenario of scenarios) {
-      // Let the previous server finish what it still has in hand (garbage collection, say) first:
-      // without this pause, whichever scenario came first in a round measured up to 20% slower.
+      // Let the previous server finish what it still has in hand (garbage collection, say) before
+      // the next one is measured. (It did not explain uncached measuring low: bench/RESULTS.md.)
       await new Promise((r) => setTimeout(r, 1000))
       const r = await load(scenario, seconds)
       const s = samples.get(scenario.name) ?? { rps: [], p99: [], cpu: [], bad: 0 }
