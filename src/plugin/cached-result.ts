@@ -72,12 +72,7 @@ export function resultFromBody(body: string): SerializableResult {
 
 /** Attaches a known serialization to a freshly executed (stripped) result. */
 export function withBody(result: ExecutionResult, body: string): SerializableResult {
-  const out = result as SerializableResult
-  Object.defineProperty(out, 'stringify', {
-    enumerable: false,
-    configurable: true,
-    value: (target: ExecutionResult) =>
-      target === out && out.extensions === undefined ? body : JSON.stringify(target),
-  })
-  return out
+  Object.defineProperty(result, STATE, { value: new BodyState(result, body), configurable: true })
+  Object.defineProperty(result, 'stringify', { value: stringifyCached, configurable: true })
+  return result
 }
