@@ -71,6 +71,14 @@ export class StrataEngine {
     const { bus } = this
     if (!bus) return
     let listening = false
+    // The first failed attempt of each outage is logged with its reason (an unreachable host, a
+    // refused password); the bus retries with backoff, and later failures of that outage are debug.
+    let failing = false
+    const warnRetrying = (reason: string | undefined) =>
+      this.logger.warn(
+        { bus: bus.name, reason },
+        'strata: invalidation bus could not connect; retrying; local tiers unused until it is up',
+      )
     try {
       await bus.start({
         onMessage: (message) => {
@@ -87,7 +95,14 @@ export class StrataEngine {
         },
         onUp: () => {
           listening = true
+          failing = false
           this.#busUp()
+        },
+        onConnectError: (reason) => {
+          if (failing)
+            return this.logger.debug({ bus: bus.name, reason }, 'strata: invalidation bus retry failed')
+          failing = true
+          warnRetrying(reason)
         },
       })
     } catch (error) {
@@ -98,12 +113,7 @@ export class StrataEngine {
       )
       return
     }
-    if (!listening) {
-      this.logger.warn(
-        { bus: bus.name },
-        'strata: invalidation bus could not connect; retrying; local tiers unused until it is up',
-      )
-    }
+    if (!listening && !failing) warnRetrying(undefined)
   }
 
   /** Invalidates tags everywhere; resolves once every tier has answered and other instances are told. */

@@ -141,6 +141,8 @@ export class PostgresBus implements CacheBus {
     if (this.#up) {
       this.#up = false
       this.#handlers?.onDown(reason)
+    } else {
+      this.#handlers?.onConnectError?.(reason)
     }
     const delay = this.#backoff
     this.#backoff = Math.min(delay * 2, 30_000)

@@ -49,7 +49,9 @@ export class RedisBus implements CacheBus {
     const subscribe = async () => {
       try {
         await subscriber.subscribe(this.channel)
-      } catch {
+      } catch (error) {
+        if (!up && !this.#closed)
+          handlers.onConnectError?.(`redis bus could not subscribe: ${describe(error)}`)
         return // the next 'ready' tries again
       }
       if (up || this.#closed) return
@@ -59,8 +61,10 @@ export class RedisBus implements CacheBus {
     subscriber.on('ready', () => {
       if (!this.#closed) void subscribe()
     })
-    subscriber.on('error', () => {
-      // Reported through 'close' / 'ready'; ioredis reconnects on its own.
+    subscriber.on('error', (error: unknown) => {
+      // ioredis reconnects on its own. A connection that was up is reported through 'close'; one that
+      // is not (yet) up says why it cannot connect.
+      if (!up && !this.#closed) handlers.onConnectError?.(`redis bus could not connect: ${describe(error)}`)
     })
     const ping = subscriber.ping?.bind(subscriber)
     if (ping) {
@@ -100,4 +104,8 @@ export class RedisBus implements CacheBus {
     if (subscriber?.disconnect) subscriber.disconnect()
     else await subscriber?.quit().catch(() => undefined)
   }
+}
+
+function describe(error: unknown): string {
+  return String((error as Error | undefined)?.message ?? error)
 }

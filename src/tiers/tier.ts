@@ -89,6 +89,11 @@ export interface BusHandlers {
   onDown(reason: string): void
   /** Listening (again): messages are received from now on. */
   onUp(): void
+  /**
+   * An attempt to connect and listen failed while the bus was not up (at startup, or after
+   * `onDown`); it keeps retrying. Called for every failed attempt: what to log is the caller's choice.
+   */
+  onConnectError?(reason: string): void
 }
 
 /** Carries invalidations between instances (Redis pub/sub, PostgreSQL NOTIFY). */

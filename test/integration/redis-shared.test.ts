@@ -164,14 +164,19 @@ describe('Redis faults never fail a request', () => {
     const bus = new RedisBus(client, channel, { pingMs: 100, pingTimeoutMs: 200 })
     const events: string[] = []
     const received: unknown[] = []
+    const failures: string[] = []
     const handlers = {
       onMessage: (message: unknown) => received.push(message),
       onDown: () => events.push('down'),
       onUp: () => events.push('up'),
+      onConnectError: (reason: string) => failures.push(reason),
     }
     // Resolves, not up: ioredis would keep the SUBSCRIBE queued for a minute or more.
     expect(await settles(bus.start(handlers), 3000)).toBe(true)
     expect(events).toEqual([])
+    // Each failed attempt says why, so the engine can log it.
+    expect(await waitFor(() => failures.length > 0, 3000), 'a connect failure reported').toBe(true)
+    expect(failures[0]).toMatch(/^redis bus could not (connect|subscribe): .+/)
     proxy.heal()
     expect(await waitFor(() => events.includes('up'), 5000)).toBe(true)
     const other = new RedisBus(publisher, channel)
