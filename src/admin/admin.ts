@@ -76,7 +76,9 @@ function scopedTenant(access: AdminAccess, requested: string | null | undefined)
     throw new GraphQLError('tenant is not well-formed Unicode (it holds a lone surrogate)', {
       extensions: { code: 'BAD_USER_INPUT' },
     })
-  if (access === 'all') return requested
+  // An explicit null is no tenant asked for, as when omitted: everything (with tenancy off, every
+  // entry is under the null tenant anyway).
+  if (access === 'all') return requested ?? undefined
   if (requested !== undefined && requested !== null && requested !== access.tenant) throw forbidden()
   return access.tenant
 }

@@ -119,9 +119,17 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
   const schemaState = (schema: GraphQLSchema): SchemaState => {
     let state = schemas.get(schema)
     if (!state) {
+      // The admin field is never stored, wherever a document reaches it: a field returning Query
+      // (`root: Query!`) can select it below the root, where the bypass for admin operations does
+      // not look, and an admin's listing must not be served to whoever sends the same document.
+      const queryType = schema.getQueryType()
+      const adminCoordinate =
+        adminField && queryType?.getFields()[adminField] ? `${queryType.name}.${adminField}` : undefined
       const hintOptions = {
         defaultMaxAge: settings.defaultMaxAge,
-        hints: options.hints ?? {},
+        hints: adminCoordinate
+          ? { ...options.hints, [adminCoordinate]: { maxAge: 0 } }
+          : (options.hints ?? {}),
         keyFields: options.keyFields ?? {},
         defaultKeyFields: settings.defaultKeyFields,
         invalidates: options.invalidates ?? {},

@@ -1,9 +1,16 @@
 import { randomUUID } from 'node:crypto'
+import { createSchema } from 'graphql-yoga'
 import { Redis } from 'ioredis'
 import pino from 'pino'
 import { Registry } from 'prom-client'
 import { afterEach, describe, expect, it } from 'vitest'
-import { type CacheTier, memoryTier, type StrataPlugin, useStrata } from '../../src/index.js'
+import {
+  type CacheTier,
+  memoryTier,
+  type StrataPlugin,
+  strataDirectivesSdl,
+  useStrata,
+} from '../../src/index.js'
 import { redisTier } from '../../src/redis.js'
 import { BlogStore, blogSchema } from '../support/blog.js'
 import { startStrataServer, type TestServer } from '../support/server.js'
@@ -209,6 +216,66 @@ describe('the admin field', () => {
     ])
     expect(await cached(server, 'query One { post(id: "1") { id title } }', globex)).toBe(false)
     expect(await cached(server, 'query One { post(id: "1") { id title } }', acme)).toBe(true)
+  })
+
+  it('reached below the root (through a field returning Query), it is never stored nor served to others', async () => {
+    const schema = createSchema({
+      typeDefs: /* GraphQL */ `
+        ${strataDirectivesSdl}
+        type Item { id: ID! name: String! }
+        type Query { items: [Item!]! root: Query! }
+      `,
+      resolvers: { Query: { items: () => [{ id: '1', name: 'one' }], root: () => ({}) } },
+    })
+    const plugin = useStrata({
+      tenant: false,
+      defaultMaxAge: 30, // the admin field has no hint of its own: this would make it cacheable
+      admin: {
+        authorize: ({ context }) =>
+          context.request.headers.get('authorization') === SUPER.authorization ? 'all' : null,
+      },
+    })
+    const server = await startStrataServer(schema, plugin, closers)
+    expect((await server.query('{ items { id name } }')).cache).toBe('MISS') // an entry to list
+    const listing = '{ root { _strata { entries { nodes { key } } } } }'
+    const asAdmin = await admin(server, listing)
+    expect(asAdmin.json.data).toEqual({
+      root: { _strata: { entries: { nodes: [{ key: expect.any(String) }] } } },
+    })
+    expect(asAdmin.headers.get('cache-control')).toBe('no-store')
+    const anyone = await server.query(listing)
+    expect(anyone.cache).toBe('MISS')
+    expect(anyone.json.errors?.[0]?.extensions?.code).toBe('FORBIDDEN')
+    expect(anyone.text).not.toContain('strata:')
+    expect(plugin.strata.stats().skippedStores).toMatchObject({ uncacheable: 1 })
+  })
+
+  it('a super admin passing tenant: null lists and flushes every tenant, as when it is omitted', async () => {
+    const { server } = await start()
+    await seed(server)
+    const listed = await admin(
+      server,
+      'query($t: String) { _strata { entries(tenant: $t) { nodes { tenant } } } }',
+      SUPER,
+      {
+        t: null,
+      },
+    )
+    const tenants = strataData<{ entries: { nodes: { tenant: string }[] } }>(listed).entries.nodes.map(
+      (n) => n.tenant,
+    )
+    expect(tenants.sort()).toEqual(['acme', 'acme', 'acme', 'acme', 'globex', 'globex', 'globex', 'globex'])
+    const flushed = await admin(
+      server,
+      `mutation($t: String) { _strata { flush(tenant: $t) { ${PURGE} } } }`,
+      SUPER,
+      {
+        t: null,
+      },
+    )
+    expect(strataData<{ flush: { total: number } }>(flushed).flush.total).toBe(16) // 8 entries, 2 tiers
+    expect(await cached(server, 'query One { post(id: "1") { id title } }', acme)).toBe(false)
+    expect(await cached(server, 'query One { post(id: "1") { id title } }', globex)).toBe(false)
   })
 
   it('refuses a tenant argument that is not well-formed Unicode (it would name another tenant)', async () => {
