@@ -20,6 +20,8 @@ export type SkipReason =
   | 'not-analysable'
   | 'added-field-error'
   | 'ambiguous-dynamic-hint'
+  /** A plugin before Strata kept `onExecuteDone` waiting past the grace period: stripped, not stored. */
+  | 'given-up'
 
 /** A snapshot of the plugin's counters since start. */
 export interface StrataStats {

@@ -49,24 +49,34 @@ function replace(result: WithState, name: 'data' | 'errors', value: unknown): vo
  * literal with a shared prototype: this runs on every hit.
  */
 export function resultFromBody(body: string): SerializableResult {
-  const result: WithState = {
-    __proto__: CACHED_RESULT_PROTO,
-    get data() {
-      return (this as WithState)[STATE]?.load().data
-    },
-    set data(value) {
-      replace(this as WithState, 'data', value)
-    },
-  } as WithState
+  // A stored body with errors is `{"errors":…,"data":…}`, graphql-js' order, which Yoga keeps when
+  // it copies the result to sanitize its errors and serializes the copy.
+  const result: WithState = body.startsWith('{"errors":')
+    ? ({
+        __proto__: CACHED_RESULT_PROTO,
+        get errors() {
+          return (this as WithState)[STATE]?.load().errors
+        },
+        set errors(value) {
+          replace(this as WithState, 'errors', value)
+        },
+        get data() {
+          return (this as WithState)[STATE]?.load().data
+        },
+        set data(value) {
+          replace(this as WithState, 'data', value)
+        },
+      } as WithState)
+    : ({
+        __proto__: CACHED_RESULT_PROTO,
+        get data() {
+          return (this as WithState)[STATE]?.load().data
+        },
+        set data(value) {
+          replace(this as WithState, 'data', value)
+        },
+      } as WithState)
   Object.defineProperty(result, STATE, { value: new BodyState(result, body) })
-  if (body.includes('"errors":')) {
-    Object.defineProperty(result, 'errors', {
-      enumerable: true,
-      configurable: true,
-      get: () => result[STATE]?.load().errors,
-      set: (value: unknown) => replace(result, 'errors', value),
-    })
-  }
   return result
 }
 

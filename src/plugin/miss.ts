@@ -52,6 +52,8 @@ export function executeMiss(engine: StrataEngine, payload: ExecutePayload, miss:
  */
 class MissRun {
   #flight: Flight | undefined
+  /** The rewritten document was executed (its result, whenever it comes, must be stripped). */
+  #ran = false
   #start = 0
   #startedAt = 0
   #state: 'idle' | 'running' | 'ended' = 'idle'
@@ -69,6 +71,7 @@ class MissRun {
   execute(executeFn: ExecutePayload['executeFn'], args: ExecutionArgs) {
     const { engine, miss } = this
     this.#state = 'running'
+    this.#ran = true
     this.#flight = engine.settings.singleFlight ? engine.flights.lead(miss.key) : undefined
     this.#start = engine.clock.begin()
     this.#startedAt = Date.now()
@@ -92,14 +95,20 @@ class MissRun {
   }
 
   done({ args, result, setResult }: DonePayload): void {
-    if (this.#state !== 'running') return // not our execution's result, or given up on
+    if (!this.#ran) return // not our execution's result
+    if (this.#state !== 'running') {
+      // Given up on (a plugin before Strata took longer than the grace period): too late to store
+      // or share, but the client must still get its own fields only.
+      if (!this.#foreign && isExecutionResult(result)) this.#store(args, result, setResult, false)
+      return
+    }
     clearTimeout(this.#timer)
     let shared: string | undefined
     try {
       if (this.#foreign) {
         bump(this.engine.stats.skippedStores, 'added-field-error')
         this.engine.http.record(args.contextValue, { status: 'MISS', httpPolicy: null })
-      } else if (isExecutionResult(result)) shared = this.#store(args, result, setResult)
+      } else if (isExecutionResult(result)) shared = this.#store(args, result, setResult, true)
     } finally {
       this.#end(shared)
     }
@@ -142,18 +151,35 @@ class MissRun {
     this.#flight?.land(shared)
   }
 
-  /** Analyses and stores the result; returns the body when it was stored (waiters may share it). */
-  #store(args: ExecutionArgs, result: ExecutionResult, setResult: (result: ExecutionResult) => void) {
+  /**
+   * Analyses the result, hands the client its own fields, and stores it unless a rule forbids it or
+   * `mayStore` is false; returns the body when it was stored (waiters may share it).
+   */
+  #store(
+    args: ExecutionArgs,
+    result: ExecutionResult,
+    setResult: (result: ExecutionResult) => void,
+    mayStore: boolean,
+  ) {
     const { engine } = this
     const { facts, state, key, tenant, session } = this.miss
     const { settings, stats } = engine
+    if (result.data === undefined) {
+      // A request error (variables that do not coerce): nothing executed, nothing to strip or store,
+      // and the response keeps its shape (no `data` entry).
+      bump(stats.skippedStores, 'errors')
+      engine.http.record(args.contextValue, { status: 'MISS', httpPolicy: null })
+      return undefined
+    }
     const rootType = state.hints.schema.getQueryType() as GraphQLObjectType
     const scope = collectScope(state, facts, args)
     const recorder = this.#hints
     const dynamic = recorder?.fields.size ? recorder.fields : undefined
     const analysis = analyzeResult(result.data, rootType, facts.rootGroup(), state.hints, scope, dynamic)
-    const stripped: ExecutionResult = { data: analysis.data }
-    if (result.errors) stripped.errors = result.errors
+    // In graphql-js' order (errors first), so that the bytes are those the server sends without Strata.
+    const stripped: ExecutionResult = result.errors
+      ? { errors: result.errors, data: analysis.data }
+      : { data: analysis.data }
     if (result.extensions) stripped.extensions = result.extensions
     const policy = cacheablePolicy(analysis.policy)
     const errors = result.errors ?? []
@@ -161,7 +187,8 @@ class MissRun {
     const size = Buffer.byteLength(body)
 
     let skip: SkipReason | undefined
-    if (!analysis.complete) skip = 'not-analysable'
+    if (!mayStore) skip = 'given-up'
+    else if (!analysis.complete) skip = 'not-analysable'
     else if (recorder?.ambiguous) skip = 'ambiguous-dynamic-hint'
     else if (errors.length > 0 && !(settings.cacheErrors && errors.every(isExpectedError))) skip = 'errors'
     else if (!policy) skip = 'uncacheable'
@@ -172,6 +199,7 @@ class MissRun {
 
     // What the result's policy is not known for certain: no cache-control header either.
     const stale =
+      skip === 'given-up' ||
       skip === 'invalidated-during-execution' ||
       skip === 'not-analysable' ||
       skip === 'ambiguous-dynamic-hint'
@@ -209,8 +237,11 @@ class MissRun {
 /**
  * Errors a resolver raised on purpose (a `GraphQLError`), which Yoga's error masking lets
  * through. Any other error would be masked on a miss but not on a hit, so it is never stored.
+ * Nor is one that sets the response's HTTP status (`extensions.http`): Yoga takes the status from
+ * it and leaves it out of the body on a miss, which a stored body could not reproduce.
  */
 function isExpectedError(error: GraphQLError): boolean {
+  if (error.extensions?.http !== undefined) return false
   const original = error.originalError
   return (
     original === undefined ||

@@ -35,6 +35,7 @@ export function watchMutation(
       if (!ran || !isExecutionResult(result)) return
       const scope = collectScope(state, facts, args)
       const group = facts.rootGroup()
+      if (result.data === undefined) return // a request error: nothing ran
       const analysis = analyzeResult(result.data, mutationType, group, state.hints, scope)
       setResult({ ...result, data: analysis.data })
       const tags = new Set<string>()
