@@ -1,4 +1,4 @@
-import type { ExecutionArgs } from 'graphql'
+import { type DocumentNode, type ExecutionArgs, visit } from 'graphql'
 import { analyzeResult } from '../entities/analyze.js'
 import { fieldsFor } from '../entities/collect.js'
 import { collectionTag, tagsForTypeChange, typeTag } from '../entities/tags.js'
@@ -26,9 +26,10 @@ export function watchMutation(
   if (!mutationType) return undefined
   let ran = false
   const { executeFn } = payload
+  const document = facts.incremental ? inline(facts.rewritten) : facts.rewritten
   payload.setExecuteFn((args: ExecutionArgs) => {
     ran = true
-    return executeFn({ ...args, document: facts.rewritten })
+    return executeFn({ ...args, document })
   })
   return {
     async onExecuteDone({ args, result, setResult }: DonePayload) {
@@ -70,4 +71,23 @@ export function watchMutation(
       await engine.invalidateTags([...tags])
     },
   }
+}
+
+const inlined = new WeakMap<DocumentNode, DocumentNode>()
+
+/**
+ * The document without `@defer` and `@stream`: a mutation answers in one result, whose entities are
+ * invalidated before it is sent. Delivering it in parts would send the first part before the
+ * invalidation could be done, and the later parts without the rewrite's fields stripped. The
+ * incremental delivery proposal lets a server deliver deferred and streamed data inline.
+ */
+function inline(document: DocumentNode): DocumentNode {
+  let result = inlined.get(document)
+  if (!result) {
+    result = visit(document, {
+      Directive: (node) => (node.name.value === 'defer' || node.name.value === 'stream' ? null : undefined),
+    })
+    inlined.set(document, result)
+  }
+  return result
 }

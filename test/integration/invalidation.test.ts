@@ -205,6 +205,46 @@ describe('mutation invalidation', () => {
   })
 })
 
+describe('a mutation using @defer or @stream', () => {
+  it('answers in one result, without the rewrite, after invalidating what it changed', async () => {
+    const items = new Map([['1', { id: '1', name: 'old' }]])
+    const schema = createSchema({
+      typeDefs: /* GraphQL */ `
+        ${strataDirectivesSdl}
+        directive @defer(if: Boolean, label: String) on FRAGMENT_SPREAD | INLINE_FRAGMENT
+        type Item @cacheControl(maxAge: 60) { id: ID! name: String! }
+        type Query { item(id: ID!): Item }
+        type Mutation { rename(id: ID!, name: String!): Item! }
+      `,
+      resolvers: {
+        Query: { item: (_: unknown, { id }: { id: string }) => items.get(id) },
+        Mutation: {
+          rename: (_: unknown, { id, name }: { id: string; name: string }) => {
+            items.set(id, { id, name })
+            return items.get(id)
+          },
+        },
+      },
+    })
+    const server = await startServer({ schema, plugins: [useStrata({ tenant: false }) as never] })
+    servers.push(server)
+    const read = '{ item(id: "1") { name } }'
+    await server.query(read)
+    expect((await server.query(read)).cache).toBe('HIT')
+    const response = await fetch(server.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'multipart/mixed, application/json' },
+      body: JSON.stringify({ query: 'mutation { rename(id: "1", name: "new") { ... @defer { name } } }' }),
+    })
+    const text = await response.text()
+    expect(text).toContain('"name":"new"')
+    expect(text).not.toContain('__strata')
+    const after = await server.query(read)
+    expect(after.cache).toBe('MISS')
+    expect(after.json.data).toEqual({ item: { name: 'new' } })
+  })
+})
+
 describe('concurrency', () => {
   it('does not store a result whose execution began before an invalidation of its tags', async () => {
     const store = new BlogStore()
