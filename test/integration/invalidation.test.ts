@@ -205,6 +205,40 @@ describe('mutation invalidation', () => {
   })
 })
 
+describe('results without objects', () => {
+  it('a count has no tag; on a keyless object type, @invalidates reaches it (the README’s advice)', async () => {
+    let posts = 3
+    const schema = createSchema({
+      typeDefs: /* GraphQL */ `
+        ${strataDirectivesSdl}
+        type PostStats @cacheControl(maxAge: 60) { postCount: Int! }
+        type Query { postCount: Int! @cacheControl(maxAge: 60) stats: PostStats! }
+        type Mutation { deletePost: Boolean! @invalidates(types: ["PostStats"]) }
+      `,
+      resolvers: {
+        Query: { postCount: () => posts, stats: () => ({ postCount: posts }) },
+        Mutation: {
+          deletePost: () => {
+            posts--
+            return true
+          },
+        },
+      },
+    })
+    const server = await startServer({ schema, plugins: [useStrata({ tenant: false }) as never] })
+    servers.push(server)
+    await server.query('{ postCount }')
+    await server.query('{ stats { postCount } }')
+    await server.query('mutation { deletePost }')
+    const count = await server.query('{ postCount }')
+    expect(count.cache).toBe('HIT') // untagged: only its maxAge ends it
+    expect(count.json.data).toEqual({ postCount: 3 })
+    const stats = await server.query('{ stats { postCount } }')
+    expect(stats.cache).toBe('MISS')
+    expect(stats.json.data).toEqual({ stats: { postCount: 2 } })
+  })
+})
+
 describe('a mutation using @defer or @stream', () => {
   it('answers in one result, without the rewrite, after invalidating what it changed', async () => {
     const items = new Map([['1', { id: '1', name: 'old' }]])
