@@ -218,6 +218,12 @@ export function validateOptions(options: unknown): void {
     const registry = options.metrics.registry as { registerMetric?: unknown } | undefined
     if (typeof registry?.registerMetric !== 'function')
       fail('metrics.registry', 'must be a prom-client Registry')
+    const prefix = options.metrics.prefix
+    if (prefix !== undefined && (typeof prefix !== 'string' || !/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix)))
+      fail(
+        'metrics.prefix',
+        `must start a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*), got ${describe(prefix)}`,
+      )
   }
   if (options.warm !== undefined) {
     checkRecord(options.warm, 'warm')
@@ -235,6 +241,7 @@ export function validateOptions(options: unknown): void {
   if (options.breaker !== undefined) {
     checkRecord(options.breaker, 'breaker')
     for (const [name, value] of Object.entries(options.breaker)) {
+      if (value === undefined) continue // the default
       if (!(name in breakerDefaults))
         fail(`breaker.${name}`, `is not a breaker option; known: ${Object.keys(breakerDefaults).join(', ')}`)
       if (!Number.isSafeInteger(value) || (value as number) < 1)

@@ -1,3 +1,4 @@
+import { definedOnly } from '../defined-only.js'
 import { StrataOptionError } from '../errors.js'
 import type { Queryable } from '../tiers/postgres.js'
 import { sqlScript } from '../tiers/sql-script.js'
@@ -77,7 +78,7 @@ export function validateChangesOptions(options: PostgresChangesOptions): Setting
   if (typeof options?.pool?.query !== 'function') {
     throw new StrataOptionError('postgresChanges.pool', 'must be a pg.Pool, or PGlite')
   }
-  const settings = { ...postgresChangesDefaults, ...options }
+  const settings = { ...postgresChangesDefaults, ...definedOnly(options) }
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(settings.schema)) {
     throw new StrataOptionError(
       'postgresChanges.schema',

@@ -4,6 +4,7 @@ import pino, { type Logger } from 'pino'
 import { adminResolvers } from '../admin/admin.js'
 import { withAdminField } from '../admin/schema.js'
 import type { ChangeSourceStatus } from '../changes/source.js'
+import { definedOnly } from '../defined-only.js'
 import { tagsForEntityChange, tagsForTypeChange } from '../entities/tags.js'
 import { deriveKey, isWellFormedTenant } from '../key/key.js'
 import { createMetrics } from '../observability/metrics.js'
@@ -33,7 +34,11 @@ const ILL_FORMED_TENANT: TenantBypass = { reason: 'ill-formed-tenant' }
 export interface StrataHandle {
   /** Invalidates entries carrying any of `tags` in every tier; resolves removed counts per tier. */
   invalidateTags(tags: readonly string[]): Promise<Record<string, number>>
-  /** Invalidates entities (and the collections of their type): e.g. `('Post', ['1', '2'])`. */
+  /**
+   * Invalidates entities (and the collections of their type): e.g. `('Post', ['1', '2'])`. An entity
+   * with a composite key is its key values in `keyFields` order, `('Line', [['7', 1]])`, or the
+   * same joined with ':' (`'7:1'`).
+   */
   invalidateEntities(typeName: string, ids: readonly unknown[]): Promise<Record<string, number>>
   /** Invalidates everything that depends on the given types. */
   invalidateTypes(typeNames: readonly string[]): Promise<Record<string, number>>
@@ -263,7 +268,9 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
     strata: {
       invalidateTags: (tags) => engine.invalidateTags(tags),
       invalidateEntities: (typeName, ids) =>
-        engine.invalidateTags(ids.flatMap((id) => tagsForEntityChange(typeName, [id]))),
+        engine.invalidateTags(
+          ids.flatMap((id) => tagsForEntityChange(typeName, Array.isArray(id) ? id : [id])),
+        ),
       invalidateTypes: (typeNames) => engine.invalidateTags(typeNames.flatMap(tagsForTypeChange)),
       clear: async (tenant) => {
         if (typeof tenant === 'string' && !isWellFormedTenant(tenant))
@@ -293,8 +300,4 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
 function defaultBus(tiers: readonly CacheTier[]): CacheBus | undefined {
   if (!tiers.some((tier) => !tier.shared)) return undefined
   return tiers.find((tier) => tier.createBus)?.createBus?.()
-}
-
-function definedOnly<T extends object>(value: T): Partial<T> {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>
 }

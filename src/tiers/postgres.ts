@@ -1,10 +1,14 @@
+import { definedOnly } from '../defined-only.js'
 import { StrataOptionError } from '../errors.js'
 import { decodeEntry, encodeEntry } from './codec.js'
 import { PostgresBus } from './postgres-bus.js'
 import { sqlScript } from './sql-script.js'
 import type { CacheTier, EntryPage, TierStats } from './tier.js'
 
-/** Anything that runs a parameterised query: a `pg.Pool`, a `pg.Client`, PGlite. */
+/**
+ * What the PostgreSQL tier runs its queries on: a `pg.Pool` or PGlite. (A single `pg.Client` runs
+ * the queries, but the bus that keeps memory tiers coherent needs a connection of its own.)
+ */
 export interface Queryable {
   query(text: string, params?: unknown[]): Promise<{ rows: Record<string, unknown>[] }>
   /** PGlite runs multi-statement scripts with `exec`. */
@@ -209,7 +213,7 @@ function validate(options: PostgresTierOptions) {
       'must be a pg.Pool, or any object with query(text, params) such as PGlite',
     )
   }
-  const settings = { ...postgresTierDefaults, ...options }
+  const settings = { ...postgresTierDefaults, ...definedOnly(options) }
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(settings.schema)) {
     throw new StrataOptionError(
       'postgresTier.schema',
@@ -217,10 +221,11 @@ function validate(options: PostgresTierOptions) {
     )
   }
   for (const name of ['purgeIntervalMs', 'purgeBatch', 'stampTtlMs', 'skewToleranceMs'] as const) {
-    if (!Number.isSafeInteger(settings[name]) || settings[name] < 0) {
+    const least = name === 'purgeBatch' ? 1 : 0 // a batch of 0 would never finish a purge
+    if (!Number.isSafeInteger(settings[name]) || settings[name] < least) {
       throw new StrataOptionError(
         `postgresTier.${name}`,
-        `must be a whole number >= 0, got ${String(settings[name])}`,
+        `must be a whole number >= ${least}, got ${String(settings[name])}`,
       )
     }
   }

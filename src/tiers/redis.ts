@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { definedOnly } from '../defined-only.js'
 import { StrataOptionError } from '../errors.js'
 import { encodeTenant, keyTenant } from '../key/key.js'
 import { decodeEntry, encodeEntry } from './codec.js'
@@ -257,7 +258,7 @@ function validate(options: RedisTierOptions) {
       )
     }
   }
-  const settings = { ...redisTierDefaults, ...options }
+  const settings = { ...redisTierDefaults, ...definedOnly(options) }
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(settings.namespace)) {
     throw new StrataOptionError(
       'redisTier.namespace',

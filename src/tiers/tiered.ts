@@ -1,4 +1,5 @@
 import type { Logger } from 'pino'
+import { definedOnly } from '../defined-only.js'
 import { type BreakerOptions, type BreakerStats, breakerDefaults, TierGuard } from './breaker.js'
 import { type CacheEntry, type CacheTier, isPromise, type MaybePromise, type SetOptions } from './tier.js'
 
@@ -32,7 +33,7 @@ export class TieredCache {
     this.tiers = tiers
     this.hasShared = tiers.some((tier) => tier.shared)
     this.#logger = logger
-    const options = { ...breakerDefaults, ...breaker }
+    const options = { ...breakerDefaults, ...definedOnly(breaker) }
     this.#guards = tiers.map((tier) => (tier.shared ? new TierGuard(tier, options, logger) : undefined))
   }
 

@@ -167,6 +167,30 @@ describe('mutation invalidation', () => {
     expect(events).toEqual(['invalidated', 'response'])
   })
 
+  it('programmatic invalidation of an entity with a composite key, by its values or joined', async () => {
+    const schema = createSchema({
+      typeDefs: /* GraphQL */ `
+        ${strataDirectivesSdl}
+        type Line @cacheControl(maxAge: 60) { orderId: ID! pos: Int! title: String! }
+        type Query { line(orderId: ID!, pos: Int!): Line }
+      `,
+      resolvers: {
+        Query: { line: (_: unknown, args: { orderId: string; pos: number }) => ({ ...args, title: 'v1' }) },
+      },
+    })
+    const plugin = useStrata({ tenant: false, keyFields: { Line: ['orderId', 'pos'] } })
+    const server = await startServer({ schema, plugins: [plugin as never] })
+    servers.push(server)
+    const line = (pos: number) => server.query(`{ line(orderId: "7", pos: ${pos}) { title } }`)
+    await line(1)
+    await line(2)
+    expect(await plugin.strata.invalidateEntities('Line', [['7', 1]])).toEqual({ memory: 1 })
+    expect((await line(1)).cache).toBe('MISS')
+    expect((await line(2)).cache).toBe('HIT')
+    expect(await plugin.strata.invalidateEntities('Line', ['7:2'])).toEqual({ memory: 1 })
+    expect((await line(2)).cache).toBe('MISS')
+  })
+
   it('programmatic invalidation by entity, type, tag and clear', async () => {
     const { server, strata } = await start()
     await server.query(ONE, { id: '1' })

@@ -1,5 +1,8 @@
+import { Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
 import { memoryTier, StrataOptionError, useStrata } from '../../src/index.js'
+import { postgresChanges, postgresTier } from '../../src/postgres.js'
+import { redisTier } from '../../src/redis.js'
 
 const bad: [string, Record<string, unknown>, RegExp][] = [
   ['tenant', {}, /`tenant` is required/],
@@ -37,6 +40,11 @@ const bad: [string, Record<string, unknown>, RegExp][] = [
   ['debug', { tenant: false, debug: 'yes' }, /true or false/],
   ['dynamicHints', { tenant: false, dynamicHints: 'off' }, /true or false/],
   ['ttl', { tenant: false, ttl: 5 }, /not an option of useStrata/],
+  [
+    'metrics.prefix',
+    { tenant: false, metrics: { registry: new Registry(), prefix: 'bad-prefix' } },
+    /must start a Prometheus metric name/,
+  ],
 ]
 
 describe('option validation', () => {
@@ -57,6 +65,39 @@ describe('option validation', () => {
 
   it('rejects a bad memory tier size', () => {
     expect(() => memoryTier({ maxBytes: 10 })).toThrow(/memoryTier.maxBytes/)
+  })
+
+  it('rejects a PostgreSQL tier purge batch of 0 (its purge would never finish)', () => {
+    const pool = { query: async () => ({ rows: [] }) }
+    expect(() => postgresTier({ pool, purgeBatch: 0 })).toThrow(
+      /`postgresTier.purgeBatch` must be a whole number >= 1/,
+    )
+  })
+
+  it('an option given as undefined keeps its default, in every factory', () => {
+    const pool = { query: async () => ({ rows: [] }), connect: async () => undefined }
+    const client = Object.fromEntries(
+      [
+        'get',
+        'set',
+        'eval',
+        'evalsha',
+        'scan',
+        'unlink',
+        'publish',
+        'duplicate',
+        'defineCommand',
+        'pipeline',
+      ].map((name) => [name, () => undefined]),
+    )
+    const tier = postgresTier({ pool, purgeBatch: undefined, schema: undefined })
+    expect((tier.createBus?.() as { channel?: string } | undefined)?.channel).toBe('strata_bus') // not "undefined_bus"
+    tier.close?.()
+    expect(() =>
+      redisTier({ client: client as never, shards: undefined, namespace: undefined }),
+    ).not.toThrow()
+    expect(() => postgresChanges({ pool: pool as never, pollMs: undefined, schema: undefined })).not.toThrow()
+    expect(() => useStrata({ tenant: false, breaker: { timeoutMs: undefined } })).not.toThrow()
   })
 
   it('accepts a minimal single-tenant configuration', () => {
