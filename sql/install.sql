@@ -7,6 +7,28 @@ SELECT pg_advisory_xact_lock(hashtext('graphql-strata install'));
 
 CREATE SCHEMA IF NOT EXISTS strata;
 
+-- Strata's statements run at READ COMMITTED. put waits for the epoch row lock and then reads the
+-- stamps committed meanwhile, which only a snapshot taken after the wait sees; concurrent upserts of
+-- one stamp (or of the change log's checkpoint) wait for each other rather than fail with
+-- serialization_failure; and a drain takes no predicate locks, which at SERIALIZABLE would make
+-- writers' transactions fail. At REPEATABLE READ or SERIALIZABLE (say a default_transaction_isolation
+-- set on the database, the role or the pool), what orders writes against invalidations, the drain
+-- and the change log's bookkeeping refuse to run, with this error (SQLSTATE SR001), rather than
+-- run wrongly; so does this script (next statement), so a misconfigured pool fails at startup.
+-- Callers compare the setting themselves and call this only when it differs (one call less each).
+-- READ UNCOMMITTED behaves as READ COMMITTED in PostgreSQL.
+CREATE OR REPLACE FUNCTION strata.read_committed() RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  IF current_setting('transaction_isolation') NOT IN ('read committed', 'read uncommitted') THEN
+    RAISE EXCEPTION USING ERRCODE = 'SR001', MESSAGE = format(
+      'graphql-strata: this transaction runs at %s (default_transaction_isolation is %s); Strata''s statements need read committed: give Strata a pool of its own, created with options: ''-c default_transaction_isolation=read\ committed''',
+      current_setting('transaction_isolation'), current_setting('default_transaction_isolation'));
+  END IF;
+  RETURN true;
+END
+$$;
+SELECT strata.read_committed();
+
 CREATE TABLE IF NOT EXISTS strata.meta (
   key text PRIMARY KEY,
   value text NOT NULL
@@ -52,6 +74,9 @@ CREATE OR REPLACE FUNCTION strata.put(
   p_created_at bigint, p_expires_at bigint, p_value text, p_not_before bigint
 ) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
+  IF current_setting('transaction_isolation') NOT IN ('read committed', 'read uncommitted') THEN
+    PERFORM strata.read_committed();
+  END IF;
   PERFORM 1 FROM strata.meta WHERE key = 'epoch' FOR SHARE;
   IF p_not_before > 0 AND EXISTS (
     SELECT 1 FROM strata.invalidations
@@ -74,6 +99,9 @@ CREATE OR REPLACE FUNCTION strata.invalidate(p_tags text[], p_at bigint) RETURNS
 DECLARE
   removed integer;
 BEGIN
+  IF current_setting('transaction_isolation') NOT IN ('read committed', 'read uncommitted') THEN
+    PERFORM strata.read_committed();
+  END IF;
   PERFORM 1 FROM strata.meta WHERE key = 'epoch' FOR UPDATE;
   INSERT INTO strata.invalidations (tag, at) SELECT DISTINCT unnest(p_tags), p_at
   ON CONFLICT (tag) DO UPDATE SET at = greatest(strata.invalidations.at, excluded.at);
@@ -88,6 +116,9 @@ $$;
 -- so each is either committed before the stamp (and found by a listing after it) or refused by it.
 CREATE OR REPLACE FUNCTION strata.fence(p_all boolean, p_tenant text, p_at bigint) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
+  IF current_setting('transaction_isolation') NOT IN ('read committed', 'read uncommitted') THEN
+    PERFORM strata.read_committed();
+  END IF;
   PERFORM 1 FROM strata.meta WHERE key = 'epoch' FOR UPDATE;
   INSERT INTO strata.invalidations (tag, at)
   VALUES (CASE WHEN p_all THEN '' WHEN p_tenant IS NULL THEN '~' ELSE '~t' || p_tenant END, p_at)

@@ -190,7 +190,8 @@ export class ChangeLogReader {
     if (cursor.low > before) {
       // Only in the epoch it belongs to: after a crash, a new epoch's numbers start over.
       await this.access.query(
-        `UPDATE ${schema}.changes_state SET checkpoint = greatest(checkpoint, $1) WHERE epoch = $2`,
+        `UPDATE ${schema}.changes_state SET checkpoint = greatest(checkpoint, $1)
+         WHERE epoch = $2 AND (SELECT ${schema}.read_committed())`,
         [cursor.low, this.#epoch],
       )
     }
@@ -248,6 +249,7 @@ export class ChangeLogReader {
         `WITH doomed AS (
            SELECT ctid, seq FROM ${schema}.changes
            WHERE seq <= (SELECT checkpoint FROM ${schema}.changes_state) AND at < now() - make_interval(secs => $1)
+             AND (SELECT ${schema}.read_committed()) -- refused at another isolation level (a pool's default)
            LIMIT 5000
          ), gone AS (DELETE FROM ${schema}.changes WHERE ctid IN (SELECT ctid FROM doomed) RETURNING seq)
          UPDATE ${schema}.changes_state SET pruned_through = greatest(pruned_through, (SELECT max(seq) FROM gone))

@@ -1,5 +1,5 @@
 import { StrataOptionError } from '../errors.js'
-import { postgresInstallSql } from '../tiers/postgres.js'
+import { postgresInstallSql, type Queryable } from '../tiers/postgres.js'
 import { connectWithin, withTimeout } from '../timeout.js'
 import { ChangeLogReader } from './change-log.js'
 import {
@@ -126,10 +126,14 @@ class PostgresChanges implements ChangeSource {
     return withTimeout((this.#session ?? this.#s.pool).query(text, params), QUERY_TIMEOUT_MS)
   }
 
-  async #install(): Promise<void> {
+  /**
+   * Installs the scripts (once), on `db`: the listener's session in listen mode, whatever the pool's
+   * default isolation level; the pool otherwise, where the scripts refuse one other than READ COMMITTED.
+   */
+  async #install(db: Queryable): Promise<void> {
     if (!this.#s.autoInstall || this.#installed) return
     const sql = `${postgresInstallSql(this.#s.schema)}\n${postgresChangesSql(this.#s.schema)}`
-    await withTimeout(this.#s.pool.exec ? this.#s.pool.exec(sql) : this.#s.pool.query(sql), QUERY_TIMEOUT_MS)
+    await withTimeout(db.exec ? db.exec(sql) : db.query(sql), QUERY_TIMEOUT_MS)
     this.#installed = true
   }
 
@@ -140,8 +144,7 @@ class PostgresChanges implements ChangeSource {
   async #connect(attempt: number): Promise<void> {
     const current = () => attempt === this.#attempt
     try {
-      await this.#install()
-      if (current()) await this.#listen(attempt)
+      await this.#listen(attempt)
       if (current()) await this.#read() // catch up before trusting local tiers again
     } catch (error) {
       if (!current()) return
@@ -161,8 +164,10 @@ class PostgresChanges implements ChangeSource {
   async #listen(attempt: number): Promise<void> {
     const { pool, mode } = this.#s
     if (mode === 'poll') {
+      await this.#install(pool)
       this.#state = 'polling'
     } else if (pool.listen && !pool.connect) {
+      await this.#install(pool)
       this.#unlisten = await pool.listen(this.#channel, () => this.#wake())
       this.#leader = true // PGlite: a single process
       this.#state = 'leader'
@@ -188,6 +193,10 @@ class PostgresChanges implements ChangeSource {
       const q = (text: string) => withTimeout(session.query(text), QUERY_TIMEOUT_MS)
       // Named, so operators (and tests) can find the listener in pg_stat_activity.
       await q(`SET application_name = '${`graphql-strata changes ${this.#s.schema}`.slice(0, 63)}'`)
+      // Strata's own connection: its statements need READ COMMITTED (sql/install.sql), whatever the
+      // database's, the role's or the pool's default.
+      await q(`SET default_transaction_isolation = 'read committed'`)
+      await this.#install(session)
       await q(`LISTEN ${this.#channel}`)
       await this.#campaign(session)
       this.#ping(session)

@@ -64,9 +64,11 @@ async function listener(
     slowInvalidate?: { ms: number }
     logger?: Logger
     changes?: Partial<PostgresChangesOptions>
+    /** Connection settings of its pool (`options: '-c ...'`). */
+    pool?: pg.PoolConfig
   } = {},
 ) {
-  const pool = new pg.Pool({ connectionString: await serviceUrl('postgres'), max: 6 })
+  const pool = new pg.Pool({ connectionString: await serviceUrl('postgres'), max: 6, ...options.pool })
   const sessions: pg.PoolClient[] = []
   const connect = pool.connect.bind(pool) as (...args: unknown[]) => Promise<pg.PoolClient> | undefined
   Object.assign(pool, {
@@ -330,5 +332,109 @@ describe('pruning the change log', () => {
       }, 3000),
     ).toBe(true)
     expect(failed()).toHaveLength(2)
+  })
+})
+
+describe('a pool whose transactions default to another isolation level than READ COMMITTED', () => {
+  const repeatableRead = { options: '-c default_transaction_isolation=repeatable\\ read' }
+  const serializable = { options: '-c default_transaction_isolation=serializable' }
+  const write = (id: number, v: string) =>
+    admin.query(`INSERT INTO ${data}.p VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET v = excluded.v`, [
+      id,
+      v,
+    ])
+
+  it("listen mode at REPEATABLE READ: a checkpoint another instance moved meanwhile ends no listener's session", async () => {
+    const a = await listener({ pool: repeatableRead })
+    expect(a.source.status().state).toBe('leader')
+    const [session] = await listenerSessions()
+    const other = await admin.connect() // another instance moving the checkpoint
+    try {
+      await other.query(`BEGIN; UPDATE ${strata}.changes_state SET checkpoint = checkpoint`)
+      await write(7001, 'x')
+      expect(await waitFor(async () => a.seen.tags.includes('P:7001'), 3000)).toBe(true)
+      expect(await waitsOnLock(session?.pid)).toBe(true) // its own checkpoint waits for that row
+      await other.query('COMMIT')
+    } finally {
+      await other.query('ROLLBACK').catch(() => undefined)
+      other.release()
+    }
+    await write(7002, 'x')
+    expect(await waitFor(async () => a.seen.tags.includes('P:7002'), 3000)).toBe(true)
+    expect(a.source.status()).toMatchObject({ state: 'leader', reconnects: 0, lastError: null })
+    expect(a.seen.downs).toBe(0)
+  })
+
+  it("listen mode at SERIALIZABLE: the leader's drains make no writer's transaction fail", async () => {
+    const a = await listener({ pool: serializable })
+    expect(a.source.status().state).toBe('leader')
+    const url = await serviceUrl('postgres')
+    const w = new pg.Client({ connectionString: url, ...serializable })
+    const t = new pg.Client({ connectionString: url, ...serializable })
+    await w.connect()
+    await t.connect()
+    closers.push(async () => {
+      await w.end()
+      await t.end()
+    })
+    await write(7101, 'x')
+    await write(7102, 'x')
+    const failures: string[] = []
+    for (let i = 0; i < 5; i++) {
+      const drained = a.seen.tags.filter((tag) => tag === 'P:7102').length
+      try {
+        // W reads a row that T then changes: W precedes T, and nothing else orders them, so without
+        // Strata this schedule commits. The leader drains the inboxes (T's change) while W is open.
+        await w.query('BEGIN')
+        await w.query(`SELECT v FROM ${data}.p WHERE id = 7102`)
+        await t.query(`UPDATE ${data}.p SET v = $1 WHERE id = 7102`, [`t${i}`])
+        await w.query(`UPDATE ${data}.p SET v = $1 WHERE id = 7101`, [`w${i}`])
+        expect(
+          await waitFor(async () => a.seen.tags.filter((tag) => tag === 'P:7102').length > drained, 3000),
+        ).toBe(true)
+        await w.query('COMMIT')
+      } catch (error) {
+        failures.push((error as Error).message)
+        await w.query('ROLLBACK').catch(() => undefined)
+      }
+    }
+    expect(failures).toEqual([])
+    expect(a.seen.downs).toBe(0)
+  })
+
+  it('poll mode at REPEATABLE READ: the install refuses, saying what to do, is logged and retried', async () => {
+    const lines: string[] = []
+    const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(line) })
+    const a = await listener({ pool: repeatableRead, logger, changes: { mode: 'poll' } })
+    expect(a.source.status().state).toBe('down')
+    const refusal =
+      /this transaction runs at repeatable read .*Strata's statements need read committed: give Strata a pool of its own/
+    expect(a.source.status().lastError).toMatch(refusal)
+    const lost = lines
+      .map((line) => JSON.parse(line) as { msg: string; err?: { message: string; code?: string } })
+      .find((line) => line.msg === 'strata: change listener lost; reconnecting')
+    expect(lost?.err?.code).toBe('SR001')
+    expect(lost?.err?.message).toMatch(refusal)
+    expect(await waitFor(async () => a.source.status().reconnects > 0, 3000)).toBe(true)
+    expect(a.source.status().state).toBe('down')
+  })
+
+  it('poll mode at SERIALIZABLE, installed by hand: drains and pruning are refused on its pool', async () => {
+    const lines: string[] = []
+    const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(line) })
+    const a = await listener({
+      pool: serializable,
+      logger,
+      changes: { mode: 'poll', autoInstall: false, pruneIntervalMs: 20, retentionMs: 1 },
+    })
+    const refusal = /this transaction runs at serializable .*Strata's statements need read committed/
+    expect(a.source.status().state).toBe('down')
+    expect(a.source.status().lastError).toMatch(refusal) // the drain's
+    const pruneFailed = async () =>
+      lines
+        .map((line) => JSON.parse(line) as { msg: string; err?: { message: string } })
+        .find((line) => line.msg.startsWith('strata: pruning the change log failed'))
+    expect(await waitFor(async () => (await pruneFailed()) !== undefined, 3000)).toBe(true)
+    expect((await pruneFailed())?.err?.message).toMatch(refusal)
   })
 })

@@ -180,7 +180,7 @@ describe('database changes invalidate the cache', () => {
     }
   })
 
-  it('a row moved to another partition records its old key; drains survive a REPEATABLE READ default', async () => {
+  it('a row moved to another partition records its old key; a drain at REPEATABLE READ is refused and moves nothing', async () => {
     // No instance runs here: this test drains by hand.
     await admin.query(`
       CREATE TABLE ${data}.part (id int PRIMARY KEY, v int) PARTITION BY RANGE (id);
@@ -203,15 +203,21 @@ describe('database changes invalidate the cache', () => {
       )
       expect(logged.rows.map((row) => row.entity_key)).toEqual(['150', '6'])
 
-      // A REPEATABLE READ snapshot taken before another drain committed: nothing to move, no error.
+      // At REPEATABLE READ (a database default, say), a snapshot taken before another drain committed
+      // would see rows already moved: a drain there is refused, saying what to do, and moves nothing.
       const late = await admin.connect()
       try {
         await admin.query(`UPDATE ${data}.part SET v = 2 WHERE id = 150`)
         await late.query('BEGIN ISOLATION LEVEL REPEATABLE READ')
-        await late.query(`SELECT count(*) FROM ${strataSchema}.changes_inbox`) // the snapshot: one row
-        expect(await drain()).toBe(1) // another drain moves it first
-        expect((await late.query(`SELECT ${strataSchema}.drain() AS moved`)).rows[0].moved).toBe(0)
-        await late.query('COMMIT')
+        const refused = await late
+          .query(`SELECT ${strataSchema}.drain_inboxes() AS moved`)
+          .catch((error: pg.DatabaseError) => error)
+        expect(refused).toMatchObject({ code: 'SR001' })
+        expect((refused as Error).message).toMatch(
+          /this transaction runs at repeatable read .*; Strata's statements need read committed/,
+        )
+        await late.query('ROLLBACK')
+        expect(await drain()).toBe(1) // still there, for a drain at READ COMMITTED
       } finally {
         await late.query('ROLLBACK').catch(() => undefined)
         late.release()

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import pg from 'pg'
+import pino, { type Logger } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { type CacheTier, memoryTier, type StrataPlugin, useStrata } from '../../src/index.js'
-import { postgresTier } from '../../src/postgres.js'
+import { postgresInstallSql, postgresTier } from '../../src/postgres.js'
 import { redisTier } from '../../src/redis.js'
 import { BlogStore, blogSchema } from '../support/blog.js'
 import { startStrataServer } from '../support/server.js'
@@ -21,8 +22,8 @@ async function pool(options: pg.PoolConfig = {}) {
   return p
 }
 
-async function instance(tiers: CacheTier[], store: BlogStore, breaker = {}) {
-  const plugin: StrataPlugin = useStrata({ tenant: false, debug: true, tiers, breaker })
+async function instance(tiers: CacheTier[], store: BlogStore, breaker = {}, logger?: Logger) {
+  const plugin: StrataPlugin = useStrata({ tenant: false, debug: true, tiers, breaker, logger })
   const server = await startStrataServer(blogSchema(store), plugin, closers)
   await waitFor(() => plugin.strata.cache.localTrusted, 3000)
   return { server, strata: plugin.strata }
@@ -123,5 +124,120 @@ describe('a fleet sharing PostgreSQL', () => {
     expect((await server.query('{ posts(first: 1) { id } }')).json.extensions?.strata).toMatchObject({
       tier: 'postgres',
     })
+  })
+})
+
+describe('a PostgreSQL tier on a pool whose transactions default to another isolation level', () => {
+  const refusal = (level: string) =>
+    new RegExp(
+      `this transaction runs at ${level} .*Strata's statements need read committed: give Strata a pool of its own`,
+    )
+
+  it.each([
+    ['repeatable read', 'repeatable\\ read'],
+    ['serializable', 'serializable'],
+  ])(
+    '%s: the install refuses, saying what to do; the tier is skipped and no request fails',
+    async (level, setting) => {
+      const schema = `strata_iso_${process.pid}`
+      const lines: string[] = []
+      const logger = pino({ level: 'warn' }, { write: (line: string) => lines.push(line) })
+      const tierPool = await pool({ options: `-c default_transaction_isolation=${setting}` })
+      const { server } = await instance(
+        [memoryTier(), postgresTier({ pool: tierPool, schema })],
+        new BlogStore(),
+        {},
+        logger,
+      )
+      closers.push(async () => (await pool()).query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`))
+      let failures = 0
+      for (let i = 0; i < 4; i++) {
+        const res = await server.query(LIST)
+        if (res.status !== 200 || res.json.errors || !res.json.data) failures++
+      }
+      expect(failures).toBe(0)
+      const skipped = lines
+        .map(
+          (line) =>
+            JSON.parse(line) as { msg: string; tier?: string; err?: { message: string; code?: string } },
+        )
+        .find((line) => line.msg === 'strata: cache tier failed; skipped' && line.tier === 'postgres')
+      expect(skipped?.err?.code).toBe('SR001')
+      expect(skipped?.err?.message).toMatch(refusal(level))
+      expect(skipped?.err?.message).toContain("options: '-c default_transaction_isolation=read\\ committed'")
+      const installed = await (await pool()).query('SELECT to_regclass($1) AS entries', [`${schema}.entries`])
+      expect(installed.rows[0].entries).toBeNull() // the script stopped before creating anything
+    },
+  )
+
+  it('installed by hand, at REPEATABLE READ it refuses writes and invalidations: a write an invalidation in flight removes is never stored', async () => {
+    const schema = `strata_iso_hand_${process.pid}`
+    const admin = await pool()
+    await admin.query(postgresInstallSql(schema))
+    closers.push(() => admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`))
+    const settings = { schema, autoInstall: false, purgeIntervalMs: 0 }
+    const tier = postgresTier({
+      pool: await pool({ options: '-c default_transaction_isolation=repeatable\\ read' }),
+      ...settings,
+    })
+    const reader = postgresTier({ pool: admin, ...settings })
+    /** What `run` rejects with (undefined if it resolves). */
+    const failure = async (run: () => unknown) => {
+      try {
+        await run()
+      } catch (error) {
+        return error
+      }
+    }
+    const now = Date.now()
+    const entry = {
+      body: '{"data":{"post":{"id":"1","title":"old"}}}',
+      size: 42,
+      tags: ['Post:1'],
+      tenant: null,
+      operationName: 'Q',
+      scope: 'PUBLIC' as const,
+      createdAt: now,
+      expiresAt: now + 60_000,
+    }
+    // Another instance invalidates Post:1 while an execution that began before it stores its result.
+    const other = await admin.connect()
+    let settled = false
+    try {
+      await other.query('BEGIN')
+      await other.query(`SELECT ${schema}.invalidate($1, $2)`, [['Post:1'], Date.now()])
+      const write = failure(() => tier.set('k1', entry, { startedAt: now - 50 }))
+      void write.finally(() => {
+        settled = true
+      })
+      const waiting = async () =>
+        (
+          await admin.query(
+            `SELECT count(*)::int AS n FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE $1`,
+            [`%${schema}.put(%`],
+          )
+        ).rows[0].n > 0
+      expect(await waitFor(async () => settled || (await waiting()), 3000)).toBe(true)
+      await other.query('COMMIT')
+      expect(await write).toMatchObject({
+        code: 'SR001',
+        message: expect.stringMatching(refusal('repeatable read')),
+      })
+    } finally {
+      await other.query('ROLLBACK').catch(() => undefined)
+      other.release()
+    }
+    expect(await reader.get('k1')).toBeUndefined()
+    expect(await failure(() => tier.invalidate(['Post:2']))).toMatchObject({ code: 'SR001' })
+    expect(await failure(() => tier.fence?.(null))).toMatchObject({ code: 'SR001' })
+    expect(await failure(() => tier.clear())).toMatchObject({ code: 'SR001' })
+    // READ UNCOMMITTED is READ COMMITTED in PostgreSQL: accepted.
+    const lax = postgresTier({
+      pool: await pool({ options: '-c default_transaction_isolation=read\\ uncommitted' }),
+      ...settings,
+    })
+    await lax.set('k2', { ...entry, tags: ['Post:3'] })
+    expect(await lax.invalidate(['Post:3'])).toBe(1)
   })
 })
