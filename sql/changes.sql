@@ -201,6 +201,15 @@ CREATE TABLE IF NOT EXISTS strata.watched (
   tenant_column text
 );
 
+-- The schema of another Strata (another application's) whose triggers are on p_table, if any.
+-- Trigger names are the same in every Strata schema, so a table is watched by one of them only.
+CREATE OR REPLACE FUNCTION strata.watched_elsewhere(p_table regclass) RETURNS name LANGUAGE sql STABLE AS $$
+  SELECT n.nspname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_namespace n ON n.oid = p.pronamespace
+  WHERE t.tgrelid = p_table AND NOT t.tgisinternal AND t.tgname LIKE 'strata\_changes\_%'
+    AND p.pronamespace <> (SELECT relnamespace FROM pg_class WHERE oid = 'strata.watched'::regclass)
+  LIMIT 1
+$$;
+
 -- Watches a table: every committed INSERT, UPDATE and DELETE records the changed rows' keys in an
 -- inbox: the one of the key's type for a single integer, bigint, text, varchar or uuid key, no
 -- tenant column and no partitions; strata.changes_inbox (keys as text) otherwise. Composite keys
@@ -215,6 +224,7 @@ CREATE TABLE IF NOT EXISTS strata.watched (
 -- A TRUNCATE (which has no transition tables) records the key '*' (strata.truncate_trigger): every
 -- entry in which an entity of the type appears is invalidated, and the type's lists.
 -- Triggers are created with CREATE OR REPLACE, which locks writers out only for the moment it takes.
+-- A table another Strata schema watches is refused (duplicate_object): its triggers have the same names.
 -- Example: SELECT strata.watch('public.post', 'Post', 'id');
 --          SELECT strata.watch('public.line', 'Line', 'order_id,position', 'tenant_id');
 CREATE OR REPLACE FUNCTION strata.watch(
@@ -233,9 +243,15 @@ DECLARE
   inbox text := 'changes_inbox';
   cells text;
   old_cells text;
+  other name := strata.watched_elsewhere(p_table);
 BEGIN
   IF p_type_name !~ '^[_A-Za-z][_0-9A-Za-z]*$' THEN
     RAISE EXCEPTION 'strata.watch: % is not a GraphQL type name', p_type_name;
+  END IF;
+  IF other IS NOT NULL THEN
+    RAISE EXCEPTION USING ERRCODE = 'duplicate_object', MESSAGE = format(
+      'strata.watch: %s is watched by the Strata schema %I already (its triggers strata_changes_*), and a table can be watched by one Strata schema only: SELECT %I.unwatch(%L) first, or read its changes from %I',
+      p_table, other, other, p_table::text, other);
   END IF;
   FOREACH col IN ARRAY cols LOOP
     PERFORM 1 FROM pg_attribute WHERE attrelid = p_table AND attname = col AND attnum > 0 AND NOT attisdropped;
@@ -401,13 +417,18 @@ BEGIN
 END
 $$;
 
+-- Drops this schema's triggers on p_table (never another Strata schema's: the names are the same).
 CREATE OR REPLACE FUNCTION strata.unwatch(p_table regclass) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
   name text;
 BEGIN
-  FOREACH name IN ARRAY ARRAY['strata_changes_ins', 'strata_changes_upd', 'strata_changes_key', 'strata_changes_del',
-                               'strata_changes_trunc'] LOOP
-    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', name, p_table);
+  FOR name IN
+    SELECT t.tgname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+    WHERE t.tgrelid = p_table AND NOT t.tgisinternal
+      AND t.tgname IN ('strata_changes_ins', 'strata_changes_upd', 'strata_changes_key', 'strata_changes_del', 'strata_changes_trunc')
+      AND p.pronamespace = (SELECT relnamespace FROM pg_class WHERE oid = 'strata.watched'::regclass)
+  LOOP
+    EXECUTE format('DROP TRIGGER %I ON %s', name, p_table);
   END LOOP;
   FOREACH name IN ARRAY ARRAY['', '_old', '_key', '_upd'] LOOP
     EXECUTE format('DROP FUNCTION IF EXISTS strata.%I()', 'record_' || p_table::oid || name);
@@ -526,6 +547,8 @@ BEGIN
     EXCEPTION WHEN insufficient_privilege THEN
       RAISE WARNING 'strata: could not regenerate the triggers of % (%): they keep recording into strata.changes_inbox; run strata.watch for it as its owner',
         w.table_name, SQLERRM;
+    WHEN duplicate_object THEN
+      RAISE WARNING 'strata: % is not watched by this schema any more (%)', w.table_name, SQLERRM;
     END;
   END LOOP;
   INSERT INTO strata.meta (key, value) VALUES ('changes_version', '3')

@@ -89,6 +89,50 @@ describe('change inboxes', () => {
     expect(await loggedSince(strataSchema, since, 'Parted')).toEqual(['5000000000'])
   })
 
+  it("a table another Strata schema watches: watch refuses it, naming that schema, and unwatch leaves that schema's triggers", async () => {
+    const other = `inbox_other_${process.pid}` // another application's Strata, in the same database
+    const table = `${data}.shared`
+    await admin.query(`${postgresInstallSql(other)}\n${postgresChangesSql(other)}`)
+    try {
+      await admin.query(`CREATE TABLE ${table} (id int PRIMARY KEY, v int)`)
+      await admin.query(`SELECT ${other}.watch('${table}', 'Shared', 'id')`)
+      // The trigger names are the same in every schema: watching here would replace the other's.
+      const refused = await admin
+        .query(`SELECT ${strataSchema}.watch('${table}', 'Mine', 'id')`)
+        .catch((error: pg.DatabaseError) => error)
+      expect(refused).toMatchObject({ code: '42710' }) // duplicate_object
+      expect((refused as Error).message).toContain(
+        `${table} is watched by the Strata schema ${other} already`,
+      )
+      await admin.query(`SELECT ${strataSchema}.unwatch('${table}')`) // not this schema's: nothing to drop
+      const watched = await admin.query(
+        `SELECT count(*)::int AS n FROM ${strataSchema}.watched WHERE table_name = $1::regclass`,
+        [table],
+      )
+      expect(watched.rows[0].n).toBe(0)
+
+      const since = await lastSeq(other)
+      await admin.query(`INSERT INTO ${table} VALUES (1, 0)`)
+      await admin.query(`UPDATE ${table} SET id = 2`) // the key trigger too
+      await admin.query(`TRUNCATE ${table}`)
+      expect(await loggedSince(other, since, 'Shared')).toEqual(['*', '1', '1', '2'])
+      expect(await loggedSince(strataSchema, 0, 'Mine')).toEqual([])
+      // Its own unwatch still drops them.
+      await admin.query(`SELECT ${other}.unwatch('${table}')`)
+      const triggers = await admin.query(
+        `SELECT count(*)::int AS n FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal`,
+        [table],
+      )
+      expect(triggers.rows[0].n).toBe(0)
+      // And the table can then be watched here.
+      await admin.query(`SELECT ${strataSchema}.watch('${table}', 'Mine', 'id')`)
+      await admin.query(`INSERT INTO ${table} VALUES (3, 0)`)
+      expect(await loggedSince(strataSchema, 0, 'Mine')).toEqual(['3'])
+    } finally {
+      await admin.query(`DROP TABLE IF EXISTS ${table}; DROP SCHEMA IF EXISTS ${other} CASCADE`)
+    }
+  })
+
   it('an upgrade by a role that owns neither the watched table nor the inbox leaves every writer working', async () => {
     const schema = `inbox_roles_${process.pid}`
     const app = `inbox_app_${process.pid}` // installed version 2 and owns the change tables
