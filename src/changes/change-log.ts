@@ -146,7 +146,10 @@ export class ChangeLogReader {
       return true
     }
     if (Number(head.pruned) > cursor.low) {
-      await this.#flush(`changes up to ${head.pruned} were pruned before this instance applied them`, scope)
+      // Only this instance missed them: pruning deletes rows up to the checkpoint alone, which
+      // readers move once they have invalidated every tier, so the shared tiers had them applied, as
+      // have those up to the checkpoint this reader goes on from. Its local tiers alone may be stale.
+      await this.#flush(`changes up to ${head.pruned} were pruned before this instance applied them`, 'local')
       this.#cursor = new LogCursor(Math.max(Number(head.pruned), Number(head.checkpoint)))
       return true
     }

@@ -7,7 +7,10 @@ export interface ChangeSink {
    * instance's local tiers only (`'local'`, after the shared tiers were handled by another).
    */
   invalidate(tags: readonly string[], scope: 'all' | 'local'): Promise<void>
-  /** Drops everything: a gap the change log cannot cover. */
+  /**
+   * Drops everything, in every tier and on every instance (`'all'`), or in this instance's local tiers
+   * (`'local'`, when the shared tiers had the missed changes applied): a gap the change log cannot cover.
+   */
   flush(reason: string, scope: 'all' | 'local'): Promise<void>
   /** While down, local tiers are not used (they would miss changes). */
   down(reason: string): void

@@ -32,17 +32,33 @@ afterAll(async () => {
   await admin?.end()
 })
 
-/** What a source told its sink (`events`: flushes, downs and ups, in order). */
-function recordingSink(slowInvalidate?: { ms: number }, logger: Logger = pino({ level: 'silent' })) {
-  const seen = { tags: [] as string[], flushes: 0, downs: 0, ups: 0, events: [] as string[] }
+/**
+ * What a source told its sink (`events`: flushes, downs and ups, in order; `flushScopes`: each
+ * flush's scope). An invalidation takes `slowInvalidate.ms`, and waits for `hold.until` when set.
+ */
+function recordingSink(
+  slowInvalidate?: { ms: number },
+  logger: Logger = pino({ level: 'silent' }),
+  hold?: { until?: Promise<void> },
+) {
+  const seen = {
+    tags: [] as string[],
+    flushes: 0,
+    flushScopes: [] as string[],
+    downs: 0,
+    ups: 0,
+    events: [] as string[],
+  }
   const sink: ChangeSink = {
     logger,
     invalidate: async (tags) => {
       seen.tags.push(...tags)
       if (slowInvalidate) await sleep(slowInvalidate.ms)
+      await hold?.until
     },
-    flush: async () => {
+    flush: async (_reason, scope) => {
       seen.flushes++
+      seen.flushScopes.push(scope)
       seen.events.push('flush')
     },
     down: () => {
@@ -62,6 +78,7 @@ async function listener(
   options: {
     start?: boolean
     slowInvalidate?: { ms: number }
+    hold?: { until?: Promise<void> }
     logger?: Logger
     changes?: Partial<PostgresChangesOptions>
     /** Connection settings of its pool (`options: '-c ...'`). */
@@ -88,7 +105,7 @@ async function listener(
     followerPollMs: 200,
     ...options.changes,
   })
-  const { sink, seen } = recordingSink(options.slowInvalidate, options.logger)
+  const { sink, seen } = recordingSink(options.slowInvalidate, options.logger, options.hold)
   closers.push(async () => {
     await source.close()
     await pool.end()
@@ -257,6 +274,8 @@ describe("the change log's epochs", () => {
     expect(await waitFor(async () => a.seen.events.slice(before).includes('up'), 3000)).toBe(true)
     await sleep(100)
     expect(a.seen.events.slice(before)).toEqual(['down', 'flush', 'up'])
+    // Changes lost with the log may not have reached the shared tiers either: every tier is flushed.
+    expect(a.seen.flushScopes).toEqual(['all'])
   })
 
   it('a follower that finds the log emptied by a crash starts the new epoch itself and flushes before it trusts local tiers again', async () => {
@@ -288,6 +307,46 @@ describe("the change log's epochs", () => {
 })
 
 describe('pruning the change log', () => {
+  it('a follower that missed pruned changes flushes its local tiers only: the shared tiers had them applied', async () => {
+    const a = await listener({ changes: { pruneIntervalMs: 20, retentionMs: 1 } })
+    expect(a.source.status().state).toBe('leader')
+    const hold: { until?: Promise<void> } = {}
+    const b = await listener({ hold })
+    expect(b.source.status().state).toBe('follower')
+    let release = () => {}
+    hold.until = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const write = (id: number) =>
+      admin.query(`INSERT INTO ${data}.p VALUES ($1, 'x') ON CONFLICT (id) DO UPDATE SET v = excluded.v`, [
+        id,
+      ])
+    try {
+      await write(6101)
+      // b stops in the middle of applying a change...
+      expect(await waitFor(async () => b.seen.tags.includes('P:6101'), 3000)).toBe(true)
+      // ...while the leader applies the next one and prunes the log up to the checkpoint.
+      await write(6102)
+      expect(
+        await waitFor(async () => {
+          const { rows } = await admin.query(
+            `SELECT pruned_through >= checkpoint AND NOT EXISTS (SELECT 1 FROM ${strata}.changes) AS done
+             FROM ${strata}.changes_state`,
+          )
+          return a.seen.tags.includes('P:6102') && rows[0]?.done === true
+        }, 3000),
+      ).toBe(true)
+    } finally {
+      release()
+    }
+    expect(await waitFor(async () => b.seen.flushes > 0, 3000)).toBe(true)
+    // Pruning stops at the checkpoint, which readers move once every tier had a change applied:
+    // only b's local tiers missed it, and other instances lose nothing.
+    expect(b.seen.flushScopes).toEqual(['local'])
+    await write(6103)
+    expect(await waitFor(async () => b.seen.tags.includes('P:6103'), 3000)).toBe(true)
+  })
+
   it('a failing prune is logged once per streak of failures, and retried until it works', async () => {
     const lines: string[] = []
     const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(line) })
