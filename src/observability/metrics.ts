@@ -55,7 +55,7 @@ export function createMetrics(
   })
   new prom.Gauge({
     name: `${prefix}tier_up`,
-    help: '1 while a shared tier is in use, 0 while its circuit is open',
+    help: '1 while a shared tier is in use, 0 while its circuit is open or half-open',
     labelNames: ['tier'],
     registers,
     collect() {

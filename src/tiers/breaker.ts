@@ -65,7 +65,12 @@ export class TierTimeout extends Error {
   }
 }
 
-export type CircuitState = 'closed' | 'open'
+/**
+ * `closed`: in use. `open`: skipped; invalidations are remembered for replay. `half-open`: the tier
+ * answered a probe and the replay, and is catching up: invalidations, clears and purges are applied
+ * to it (awaited), reads and writes are still skipped.
+ */
+export type CircuitState = 'closed' | 'open' | 'half-open'
 
 /** Counters a guarded tier reports. */
 export interface BreakerStats {
@@ -81,6 +86,10 @@ export interface BreakerStats {
  * the tier is skipped; a background probe takes it back once it answers. An invalidation the
  * tier missed is replayed (or, past a bound, the tier is cleared) before it is read again, so
  * a recovered tier never serves what was invalidated while it was away.
+ *
+ * Once a replay has succeeded the circuit is half-open: invalidations are applied to the tier again
+ * (rather than queued behind the probe, which a steady stream of mutations would keep doing forever),
+ * and the circuit closes once the replay, and every invalidation issued during it, has completed.
  */
 export class TierGuard {
   #state: CircuitState = 'closed'
@@ -91,6 +100,10 @@ export class TierGuard {
   #cooldown: number
   #pending: Set<string> | 'flush' = new Set()
   #timer: ReturnType<typeof setTimeout> | undefined
+  /** Invalidations, clears and purges applied while half-open: the circuit closes once they complete. */
+  readonly #catchingUp = new Set<Promise<unknown>>()
+  /** Incremented each time the circuit opens: a probe that sees it change has been overtaken. */
+  #generation = 0
 
   constructor(
     readonly tier: CacheTier,
@@ -100,6 +113,7 @@ export class TierGuard {
     this.#cooldown = options.cooldownMs
   }
 
+  /** Whether the tier is read and written. */
   get available(): boolean {
     return this.#state === 'closed'
   }
@@ -118,46 +132,69 @@ export class TierGuard {
   }
 
   /** Runs an invalidation; on failure (or while open) remembers it for replay. Resolves removed count. */
-  async invalidate(tags: readonly string[]): Promise<number> {
-    if (this.#state !== 'closed') return this.#miss('invalidate', tags)
-    try {
-      return await this.#timed(
-        'invalidate',
-        () => this.tier.invalidate(tags),
-        this.options.invalidateTimeoutMs,
-      )
-    } catch (error) {
-      return this.#miss('invalidate', tags, error)
-    }
+  invalidate(tags: readonly string[]): Promise<number> {
+    if (this.#state === 'open') return Promise.resolve(this.#miss('invalidate', tags))
+    return this.#apply(
+      'invalidate',
+      tags,
+      this.#timed('invalidate', () => this.tier.invalidate(tags), this.options.invalidateTimeoutMs),
+      0,
+    )
   }
 
   /** Runs a clear; on failure (or while open) the tier is cleared entirely on recovery. */
-  async clear(tenant: string | null | undefined): Promise<number> {
-    if (this.#state !== 'closed') return this.#miss('clear', undefined)
-    try {
-      return await this.#timed('clear', () => this.tier.clear(tenant), this.options.clearTimeoutMs)
-    } catch (error) {
-      return this.#miss('clear', undefined, error)
-    }
+  clear(tenant: string | null | undefined): Promise<number> {
+    if (this.#state === 'open') return Promise.resolve(this.#miss('clear', undefined))
+    return this.#apply(
+      'clear',
+      undefined,
+      this.#timed('clear', () => this.tier.clear(tenant), this.options.clearTimeoutMs),
+      0,
+    )
   }
 
   /**
-   * Records that a purge which lists and deletes (no tag index answers it) did not complete on the
-   * tier, because it failed or was unavailable: `tags` are replayed, or with none the tier is cleared,
-   * before it is read again. A failure opens the circuit, as a failed invalidation does.
+   * Runs a purge which lists and deletes (no tag index answers it), resolving the keys it deleted.
+   * When it fails, or while the circuit is open, `tags` are replayed, or with none the tier is
+   * cleared, before it is read again; it then resolves no keys. A failure opens the circuit, as a
+   * failed invalidation does.
    */
-  missed(tags: readonly string[] | undefined, error?: unknown): void {
-    this.#miss('purge', tags, error)
+  purge(
+    tags: readonly string[] | undefined,
+    run: () => Promise<readonly string[]>,
+  ): Promise<readonly string[]> {
+    if (this.#state === 'open') {
+      this.#miss('purge', tags)
+      return Promise.resolve([])
+    }
+    return this.#apply('purge', tags, Promise.resolve().then(run), [])
+  }
+
+  /**
+   * Awaits what `call` does to the tier; on failure remembers `tags` (none: a clear) for replay and
+   * opens the circuit, resolving `missed`. While half-open, the circuit waits for it before closing.
+   */
+  #apply<T>(operation: string, tags: readonly string[] | undefined, call: Promise<T>, missed: T): Promise<T> {
+    const done = call.catch((error: unknown) => {
+      this.#miss(operation, tags, error)
+      return missed
+    })
+    if (this.#state === 'half-open') {
+      this.#catchingUp.add(done)
+      void done.then(() => this.#catchingUp.delete(done))
+    }
+    return done
   }
 
   /**
    * What the tier missed, replayed before it is read again: `tags`, or with none everything (it is
-   * cleared). Missing it while the circuit is closed is a failure that opens it. Resolves 0 removed.
+   * cleared). Missing it while the circuit is closed or half-open is a failure that opens it.
+   * Resolves 0 removed.
    */
   #miss(operation: string, tags: readonly string[] | undefined, error?: unknown): 0 {
     if (tags === undefined) this.#pending = 'flush'
     else this.#remember(tags)
-    if (this.#state === 'closed') this.#failed(operation, error, true)
+    if (this.#state !== 'open') this.#failed(operation, error, true)
     return 0
   }
 
@@ -187,12 +224,13 @@ export class TierGuard {
     this.#consecutive++
     if (error instanceof TierTimeout) this.#timeouts++
     this.logger.warn({ tier: this.tier.name, operation, err: error }, 'strata: cache tier failed; skipped')
-    if (open && this.#state === 'closed') this.#open()
+    if (open && this.#state !== 'open') this.#open()
   }
 
   #open(): void {
     this.#state = 'open'
     this.#opened++
+    this.#generation++
     this.logger.error(
       { tier: this.tier.name, retryInMs: this.#cooldown },
       'strata: circuit opened; tier is skipped until it answers again',
@@ -207,21 +245,13 @@ export class TierGuard {
   }
 
   async #probe(): Promise<void> {
+    const generation = this.#generation
     const pending = this.#pending
     this.#pending = new Set()
     try {
-      if (pending === 'flush')
-        await this.#timed('clear', () => this.tier.clear(), this.options.clearTimeoutMs)
-      else if (pending.size > 0) {
-        await this.#timed(
-          'invalidate',
-          () => this.tier.invalidate([...pending]),
-          this.options.invalidateTimeoutMs,
-        )
-      } else await this.#timed('probe', () => this.tier.get('strata:probe'), this.options.timeoutMs)
+      if (pending === 'flush' || pending.size > 0) await this.#replay(pending)
+      else await this.#timed('probe', () => this.tier.get('strata:probe'), this.options.timeoutMs)
     } catch (error) {
-      if (pending === 'flush') this.#pending = 'flush'
-      else this.#remember([...pending])
       this.#cooldown = Math.min(this.#cooldown * 2, this.options.maxCooldownMs)
       this.logger.warn(
         { tier: this.tier.name, err: error, retryInMs: this.#cooldown },
@@ -229,13 +259,41 @@ export class TierGuard {
       )
       return this.#schedule()
     }
-    // Invalidations that arrived while probing are replayed by another probe before reopening.
-    const arrived = this.#pending as Set<string> | 'flush' // written by calls made during the await
-    if (arrived === 'flush' || arrived.size > 0) return this.#schedule()
+    // Half-open: what arrives from now on is applied to the tier (a failure reopens the circuit), and
+    // what arrived during the replay is replayed now. The circuit closes once that replay, and what was
+    // applied during it, has completed; what is applied later completes as it would once closed.
+    this.#state = 'half-open'
+    const arrived = this.#pending as Set<string> | 'flush' // written by calls made during the replay
+    this.#pending = new Set()
+    try {
+      if (arrived === 'flush' || arrived.size > 0) await this.#replay(arrived)
+    } catch (error) {
+      // #replay remembered it again; reopen, unless a failure meanwhile already has.
+      if (this.#generation === generation)
+        this.#failed(arrived === 'flush' ? 'clear' : 'invalidate', error, true)
+      return
+    }
+    await Promise.all([...this.#catchingUp])
+    if (this.#generation !== generation) return // a failure meanwhile reopened the circuit
     this.#state = 'closed'
     this.#consecutive = 0
     this.#cooldown = this.options.cooldownMs
     this.logger.info({ tier: this.tier.name }, 'strata: circuit closed; tier is back')
+  }
+
+  /** Replays what the tier missed; on failure remembers it again and rethrows. */
+  async #replay(missed: Set<string> | 'flush'): Promise<void> {
+    try {
+      if (missed === 'flush') await this.#timed('clear', () => this.tier.clear(), this.options.clearTimeoutMs)
+      else {
+        const tags = [...missed]
+        await this.#timed('invalidate', () => this.tier.invalidate(tags), this.options.invalidateTimeoutMs)
+      }
+    } catch (error) {
+      if (missed === 'flush') this.#pending = 'flush'
+      else this.#remember([...missed])
+      throw error
+    }
   }
 
   #timed<T>(operation: string, call: () => MaybePromise<T>, ms: number): Promise<T> {

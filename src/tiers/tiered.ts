@@ -172,8 +172,8 @@ export class TieredCache {
 
   /**
    * Runs on every tier a purge that lists and deletes (no tag index answers it): `purge` returns the
-   * keys it deleted. A shared tier that is unavailable, or fails midway, misses the purge: its guard
-   * replays `tags` (in every tenant), or with none clears the tier, before the tier is read again.
+   * keys it deleted. A shared tier whose circuit is open, or that fails midway, misses the purge: its
+   * guard replays `tags` (in every tenant), or with none clears the tier, before the tier is read again.
    */
   async purgeListed(
     purge: (tier: CacheTier) => Promise<readonly string[]>,
@@ -184,16 +184,15 @@ export class TieredCache {
     await Promise.all(
       this.tiers.map(async (tier, i) => {
         const guard = this.#guards[i]
-        removed[tier.name] = 0
-        if (guard && !guard.available) return guard.missed(tags)
+        removed[tier.name] = 0 // in the order of tiers
+        let deleted: readonly string[] = []
         try {
-          const deleted = await purge(tier)
-          removed[tier.name] = deleted.length
-          for (const key of deleted) keys.add(key)
+          deleted = guard ? await guard.purge(tags, () => purge(tier)) : await purge(tier)
         } catch (error) {
-          if (guard) guard.missed(tags, error)
-          else this.#fault(tier, 'purge', error)
+          this.#fault(tier, 'purge', error)
         }
+        removed[tier.name] = deleted.length
+        for (const key of deleted) keys.add(key)
       }),
     )
     return { removed, keys: [...keys] }

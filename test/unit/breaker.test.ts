@@ -4,9 +4,9 @@ import { type CacheTier, memoryTier } from '../../src/index.js'
 import { breakerDefaults, TierGuard, TierUnavailable } from '../../src/tiers/breaker.js'
 import { TieredCache } from '../../src/tiers/tiered.js'
 import { entryOf } from '../conformance/tier-suite.js'
+import { sleep, waitFor } from '../support/wait.js'
 
 const logger = pino({ level: 'silent' })
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /** A shared tier whose health the test switches. */
 function flakyTier() {
@@ -32,6 +32,30 @@ function flakyTier() {
     stats: () => inner.stats(),
   }
   return { tier, calls, setMode: (m: typeof mode) => (mode = m) }
+}
+
+/** A shared tier whose invalidations wait until the test releases (or fails) each one. */
+function heldTier() {
+  const inner = memoryTier()
+  const held: { tags: string[]; release: () => void; fail: () => void }[] = []
+  let mode: 'fail' | 'hold' = 'fail'
+  const tier: CacheTier = {
+    ...inner,
+    name: 'held',
+    shared: true,
+    get: async (key) => {
+      if (mode === 'fail') throw new Error('down')
+      return inner.get(key)
+    },
+    invalidate: async (tags) => {
+      if (mode === 'fail') throw new Error('down')
+      await new Promise<void>((release, reject) =>
+        held.push({ tags: [...tags].sort(), release, fail: () => reject(new Error('down')) }),
+      )
+      return inner.invalidate(tags)
+    },
+  }
+  return { tier, held, setMode: (m: typeof mode) => (mode = m) }
 }
 
 const options = {
@@ -102,7 +126,7 @@ describe('tier circuit breaker', () => {
       const { tier, calls, setMode } = flakyTier()
       const guard = new TierGuard(tier, options, logger)
       setMode('fail')
-      guard.missed(tags, new Error('down'))
+      expect(await guard.purge(tags, () => Promise.reject(new Error('down')))).toEqual([])
       expect(guard.available).toBe(false)
       expect(guard.stats().pendingTags).toBe(tags ? 1 : 'flush')
       setMode('ok')
@@ -164,6 +188,93 @@ describe('tier circuit breaker', () => {
     await sleep(150)
     expect(calls.at(-1)).toBe('clear')
     expect(guard.available).toBe(true)
+    guard.close()
+  })
+
+  it('after a replay the circuit is half-open: invalidations are applied, reads are not, and it closes once what was applied has completed', async () => {
+    const { tier, held, setMode } = heldTier()
+    const guard = new TierGuard(tier, { ...options, invalidateTimeoutMs: 2000 }, logger)
+    await guard.invalidate(['Post:1'])
+    expect(guard.stats().state).toBe('open')
+    setMode('hold')
+    expect(await waitFor(() => held.length === 1, 2000)).toBe(true) // the probe replays Post:1
+    // Arriving during the replay: remembered, as while open.
+    expect(await guard.invalidate(['Post:2'])).toBe(0)
+    expect(held.length).toBe(1)
+    held[0]?.release()
+    // Half-open: what arrived during the replay is replayed...
+    expect(await waitFor(() => held.length === 2, 2000)).toBe(true)
+    expect(held[1]?.tags).toEqual(['Post:2'])
+    expect(guard.stats()).toMatchObject({ state: 'half-open', pendingTags: 0 })
+    // ...reads and writes are still skipped, and a new invalidation is applied to the tier (awaited).
+    await expect(guard.run('get', () => tier.get('k'))).rejects.toBeInstanceOf(TierUnavailable)
+    const direct = guard.invalidate(['Post:3'])
+    expect(await waitFor(() => held.length === 3, 2000)).toBe(true)
+    held[1]?.release()
+    await sleep(20)
+    expect(guard.stats().state).toBe('half-open') // Post:3, issued during the replay, is still running
+    held[2]?.release()
+    expect(await direct).toBe(0)
+    expect(await waitFor(() => guard.stats().state === 'closed', 2000)).toBe(true)
+    expect(guard.stats()).toMatchObject({ opened: 1, pendingTags: 0 })
+    guard.close()
+  })
+
+  it('an invalidation that fails while half-open reopens the circuit and is replayed', async () => {
+    const { tier, held, setMode } = heldTier()
+    const guard = new TierGuard(tier, { ...options, invalidateTimeoutMs: 2000 }, logger)
+    await guard.invalidate(['Post:1'])
+    setMode('hold')
+    expect(await waitFor(() => held.length === 1, 2000)).toBe(true)
+    await guard.invalidate(['Post:2']) // remembered: replayed once half-open, and held there
+    held[0]?.release()
+    expect(await waitFor(() => held.length === 2, 2000)).toBe(true)
+    const direct = guard.invalidate(['Post:3'])
+    expect(await waitFor(() => held.length === 3, 2000)).toBe(true)
+    held[2]?.fail()
+    expect(await direct).toBe(0)
+    expect(guard.stats()).toMatchObject({ state: 'open', opened: 2, pendingTags: 1 })
+    held[1]?.release() // the replay of Post:2 completes, but the circuit stays open
+    await sleep(5)
+    expect(guard.stats().state).toBe('open')
+    // The next probe replays Post:3, and the tier comes back.
+    expect(await waitFor(() => held.length === 4, 2000)).toBe(true)
+    expect(held[3]?.tags).toEqual(['Post:3'])
+    held[3]?.release()
+    expect(await waitFor(() => guard.stats().state === 'closed', 2000)).toBe(true)
+    guard.close()
+  })
+
+  it('a tier that answers again closes although an invalidation arrives during every call to it', async () => {
+    // A steady stream of mutations: each replay (and each invalidation) sees the next one arrive.
+    const inner = memoryTier()
+    let down = true
+    let streaming = true
+    let issued = 0
+    const applied = new Set<string>()
+    const tier: CacheTier = {
+      ...inner,
+      name: 'busy',
+      shared: true,
+      get: async (key) => inner.get(key),
+      invalidate: async (tags) => {
+        if (down) throw new Error('down')
+        await sleep(5)
+        if (streaming) void guard.invalidate([`Post:${++issued}`])
+        for (const tag of tags) applied.add(tag)
+        return inner.invalidate(tags)
+      },
+    }
+    const guard: TierGuard = new TierGuard(tier, { ...options, invalidateTimeoutMs: 1000 }, logger)
+    await guard.invalidate(['Post:0'])
+    expect(guard.stats().state).toBe('open')
+    down = false
+    const closed = await waitFor(() => guard.stats().state === 'closed', 2000)
+    streaming = false
+    expect(closed).toBe(true)
+    // Nothing issued meanwhile was lost: every tag reached the tier.
+    expect(await waitFor(() => applied.size === issued + 1, 2000)).toBe(true)
+    expect(guard.stats().pendingTags).toBe(0)
     guard.close()
   })
 
