@@ -126,9 +126,12 @@ export class TieredCache {
     if (!entry || entry.expiresAt <= Date.now()) return undefined
     const tier = this.tiers[index] as CacheTier
     if (tier.shared && fresh && !fresh(entry)) return undefined
-    // A shared tier refuses the promotion if another instance invalidated one of its tags since the
-    // lookup began (its bus message may not have reached this instance yet).
-    for (let i = 0; i < index; i++) this.#write(i, key, entry, { startedAt })
+    // A shared tier refuses the promotion if one of the entry's tags was invalidated (by any instance)
+    // since the lookup began, whose bus message may not have reached this instance yet, or since the
+    // entry was created: an invalidation still running (or deferred) on this lower tier may already
+    // have cleaned and stamped the upper one, where the stale entry must not come back.
+    const promotion = { startedAt: Math.min(startedAt, entry.createdAt) }
+    for (let i = 0; i < index; i++) this.#write(i, key, entry, promotion)
     return { entry, tier: tier.name }
   }
 

@@ -7,6 +7,8 @@ import { type CacheEntry, type CacheTier, memoryTier, type StrataPlugin, useStra
 import { PostgresBus, postgresChanges, postgresTier } from '../../src/postgres.js'
 import { redisTier } from '../../src/redis.js'
 import type { BusMessage } from '../../src/tiers/tier.js'
+import { TieredCache } from '../../src/tiers/tiered.js'
+import { entryOf } from '../conformance/tier-suite.js'
 import { BlogStore, blogSchema } from '../support/blog.js'
 import { createPgBlog } from '../support/pg-blog.js'
 import { startProxy } from '../support/proxy.js'
@@ -116,7 +118,6 @@ describe('shared tiers refuse stale promotions', () => {
       expiresAt: now + 60_000,
     }
     await postgres.set(key, entry)
-    const { TieredCache } = await import('../../src/tiers/tiered.js')
     const reader = new TieredCache([redis, slowPostgres], silent)
     let release!: () => void
     hold = new Promise((r) => {
@@ -132,6 +133,41 @@ describe('shared tiers refuse stale promotions', () => {
     await sleep(50)
     expect(await redis.get(key)).toBeUndefined() // ...but it was not promoted into Redis
     await reader.close()
+  })
+
+  it('an entry older than an invalidation Redis has applied is not promoted into Redis from a PostgreSQL that has not yet', async () => {
+    const client = new Redis(await serviceUrl('redis'))
+    const pool = new pg.Pool({ connectionString: await serviceUrl('postgres'), max: 4 })
+    const schema = `promo_late_${process.pid}`
+    closers.push(
+      () => client.quit(),
+      () => pool.end(),
+      () => pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`),
+    )
+    // No skew tolerance: the lookup below begins after the invalidation, as one does more than
+    // skewToleranceMs after it.
+    const redis = redisTier({ client, namespace: `promo-${randomUUID().slice(0, 8)}`, skewToleranceMs: 0 })
+    const postgres = postgresTier({ pool, schema, skewToleranceMs: 0, purgeIntervalMs: 0 })
+    await postgres.set(
+      'strata:g:stale',
+      entryOf('{"data":{"post":{"id":"1","title":"old"}}}', ['Post:1'], { tenant: null }),
+    )
+    // Another instance invalidates Post:1: Redis is clean and stamped, PostgreSQL's DELETE is still
+    // running (slow, or deferred behind that instance's open circuit).
+    await redis.invalidate(['Post:1'])
+    await sleep(5) // the lookups below begin strictly after it
+    await postgres.set(
+      'strata:g:fresh',
+      entryOf('{"data":{"post":{"id":"2","title":"new"}}}', ['Post:2'], { tenant: null }),
+    )
+    const reader = new TieredCache([redis, postgres], silent)
+    closers.push(async () => reader.close())
+    // A lookup that begins after the invalidation still finds the old entry in PostgreSQL...
+    expect((await reader.get('strata:g:stale', () => true, Date.now()))?.tier).toBe('postgres')
+    expect((await reader.get('strata:g:fresh', () => true, Date.now()))?.tier).toBe('postgres')
+    // ...but Redis refuses its promotion, as it accepts that of an entry no invalidation concerns.
+    expect(await waitFor(async () => (await redis.get('strata:g:fresh')) !== undefined, 2000)).toBe(true)
+    expect(await redis.get('strata:g:stale')).toBeUndefined()
   })
 })
 
