@@ -61,6 +61,7 @@ export class StrataEngine {
   ) {
     // Until the bus listens, another instance's invalidation could be missed: distrust local tiers.
     if (bus) cache.distrustLocal('bus')
+    cache.onCaughtUp = (tier, tags) => this.#caughtUp(tier, tags)
   }
 
   /**
@@ -129,6 +130,32 @@ export class StrataEngine {
     await this.#publish({ kind: 'invalidate', tags })
     this.logger.debug({ tags: tags.length, removed }, 'strata: invalidated')
     return removed
+  }
+
+  /**
+   * Shared tier `tier` has now applied an invalidation of `tags` (or, for `undefined`, a clear) that
+   * failed or timed out there, or waited while its circuit was open. Other instances were told when it
+   * was made; since then they could read the old entries from that tier and copy them into their
+   * memory tiers, where nothing else would remove them before their TTL. Applies it again in this
+   * instance's other tiers and tells every instance, once per replay (a replay follows a failure of
+   * the tier, so nothing amplifies).
+   */
+  async #caughtUp(tier: string, tags: readonly string[] | undefined): Promise<void> {
+    this.logger.info(
+      { tier, tags: tags?.length ?? 'all' },
+      'strata: a shared tier applied what it had missed; applying it again in other tiers and instances',
+    )
+    if (tags === undefined) {
+      this.fenceLocal(undefined)
+      await this.cache.clear(undefined, tier)
+      await this.#publish({ kind: 'clear', tenant: undefined })
+      this.afterClear?.()
+      return
+    }
+    this.clock.invalidated(tags)
+    this.flights.detachAll()
+    await this.cache.invalidate(tags, tier)
+    await this.#publish({ kind: 'invalidate', tags })
   }
 
   /** Removes one tenant's entries, or all; running executions will not store. */

@@ -105,10 +105,16 @@ export class TierGuard {
   /** Incremented each time the circuit opens: a probe that sees it change has been overtaken. */
   #generation = 0
 
+  /**
+   * @param onCaughtUp called each time a replay has applied to the tier what it had missed: `tags`,
+   * or everything (a clear) for `undefined`. Until then the tier still held those entries, and other
+   * tiers and instances may have copied them from it.
+   */
   constructor(
     readonly tier: CacheTier,
     readonly options: BreakerOptions,
     readonly logger: Logger,
+    readonly onCaughtUp?: (tags: readonly string[] | undefined) => void,
   ) {
     this.#cooldown = options.cooldownMs
   }
@@ -281,19 +287,18 @@ export class TierGuard {
     this.logger.info({ tier: this.tier.name }, 'strata: circuit closed; tier is back')
   }
 
-  /** Replays what the tier missed; on failure remembers it again and rethrows. */
+  /** Replays what the tier missed and reports it (`onCaughtUp`); on failure remembers it again, rethrows. */
   async #replay(missed: Set<string> | 'flush'): Promise<void> {
+    const tags = missed === 'flush' ? undefined : [...missed]
     try {
-      if (missed === 'flush') await this.#timed('clear', () => this.tier.clear(), this.options.clearTimeoutMs)
-      else {
-        const tags = [...missed]
-        await this.#timed('invalidate', () => this.tier.invalidate(tags), this.options.invalidateTimeoutMs)
-      }
+      if (tags === undefined) await this.#timed('clear', () => this.tier.clear(), this.options.clearTimeoutMs)
+      else await this.#timed('invalidate', () => this.tier.invalidate(tags), this.options.invalidateTimeoutMs)
     } catch (error) {
-      if (missed === 'flush') this.#pending = 'flush'
-      else this.#remember([...missed])
+      if (tags === undefined) this.#pending = 'flush'
+      else this.#remember(tags)
       throw error
     }
+    this.onCaughtUp?.(tags)
   }
 
   #timed<T>(operation: string, call: () => MaybePromise<T>, ms: number): Promise<T> {

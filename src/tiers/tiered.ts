@@ -12,6 +12,8 @@ export interface TieredHit {
 /** Decides whether an entry read from a shared tier may still be served (not invalidated meanwhile). */
 export type FreshnessCheck = (entry: CacheEntry) => boolean
 
+const local = (tier: CacheTier) => !tier.shared
+
 /**
  * Reads tiers in order (local first) and promotes a lower-tier hit upward with its
  * remaining TTL; writes and invalidates every tier. Shared tiers run behind a timeout and a
@@ -34,7 +36,31 @@ export class TieredCache {
     this.hasShared = tiers.some((tier) => tier.shared)
     this.#logger = logger
     const options = { ...breakerDefaults, ...definedOnly(breaker) }
-    this.#guards = tiers.map((tier) => (tier.shared ? new TierGuard(tier, options, logger) : undefined))
+    this.#guards = tiers.map((tier) =>
+      tier.shared
+        ? new TierGuard(tier, options, logger, (tags) => this.#caughtUp(tier.name, tags))
+        : undefined,
+    )
+  }
+
+  /**
+   * Called when shared tier `tier` has applied an invalidation of `tags` (or, for `undefined`, a clear)
+   * that it had missed: it timed out or failed there, or waited while the circuit was open. Until then
+   * that tier still held the entries, and other tiers may have copied them from it (an instance's
+   * memory tier; another shared tier once its invalidation stamps have expired). Invalidates the tags
+   * again (or clears) in every other tier; the engine replaces it to also tell other instances. The
+   * tier that caught up is left out: it is clean, and one slow on every call cannot start a loop.
+   */
+  onCaughtUp = (tier: string, tags: readonly string[] | undefined): Promise<unknown> =>
+    tags === undefined ? this.clear(undefined, tier) : this.invalidate(tags, tier)
+
+  #caughtUp(tier: string, tags: readonly string[] | undefined): void {
+    this.onCaughtUp(tier, tags).catch((error: unknown) =>
+      this.#logger.error(
+        { tier, err: error },
+        'strata: could not apply again what a shared tier caught up on',
+      ),
+    )
   }
 
   /**
@@ -156,21 +182,27 @@ export class TieredCache {
     }
   }
 
-  /** Invalidates tags in every tier; resolves when all have answered (or timed out). */
-  invalidate(tags: readonly string[]): Promise<Record<string, number>> {
-    return this.#everyTier('invalidate', (tier, guard) =>
-      guard ? guard.invalidate(tags) : tier.invalidate(tags),
+  /** Invalidates tags in every tier (but `except`); resolves when all have answered (or timed out). */
+  invalidate(tags: readonly string[], except?: string): Promise<Record<string, number>> {
+    return this.#everyTier(
+      'invalidate',
+      (tier, guard) => (guard ? guard.invalidate(tags) : tier.invalidate(tags)),
+      (tier) => tier.name !== except,
     )
   }
 
   /** Invalidates tags in the local (non-shared) tiers only: what another instance already did for the shared ones. */
   invalidateLocal(tags: readonly string[]): Promise<Record<string, number>> {
-    return this.#everyTier('invalidate', (tier) => tier.invalidate(tags), false)
+    return this.#everyTier('invalidate', (tier) => tier.invalidate(tags), local)
   }
 
-  /** Clears one tenant (or everything) in every tier. */
-  clear(tenant?: string | null): Promise<Record<string, number>> {
-    return this.#everyTier('clear', (tier, guard) => (guard ? guard.clear(tenant) : tier.clear(tenant)))
+  /** Clears one tenant (or everything) in every tier (but the one named `except`). */
+  clear(tenant?: string | null, except?: string): Promise<Record<string, number>> {
+    return this.#everyTier(
+      'clear',
+      (tier, guard) => (guard ? guard.clear(tenant) : tier.clear(tenant)),
+      (tier) => tier.name !== except,
+    )
   }
 
   /**
@@ -219,7 +251,7 @@ export class TieredCache {
 
   /** Clears the local tiers only. */
   clearLocal(tenant?: string | null): Promise<Record<string, number>> {
-    return this.#everyTier('clear', (tier) => tier.clear(tenant), false)
+    return this.#everyTier('clear', (tier) => tier.clear(tenant), local)
   }
 
   /** Circuit state of each shared tier. */
@@ -235,12 +267,12 @@ export class TieredCache {
   async #everyTier(
     operation: string,
     run: (tier: CacheTier, guard: TierGuard | undefined) => MaybePromise<number>,
-    includeShared = true,
+    include: (tier: CacheTier) => boolean,
   ): Promise<Record<string, number>> {
     const counts: Record<string, number> = {}
     await Promise.all(
       this.tiers.map(async (tier, i) => {
-        if (!includeShared && tier.shared) return
+        if (!include(tier)) return
         try {
           counts[tier.name] = await run(tier, this.#guards[i])
         } catch (error) {

@@ -241,3 +241,81 @@ describe('a PostgreSQL tier on a pool whose transactions default to another isol
     expect(await lax.invalidate(['Post:3'])).toBe(1)
   })
 })
+
+describe('an invalidation PostgreSQL applies late', () => {
+  /**
+   * Two instances over one Redis and one PostgreSQL; A reaches PostgreSQL through `wrap`. B has the
+   * list cached in every tier when the test begins.
+   */
+  async function fleet(name: string, wrap: (tier: CacheTier) => CacheTier) {
+    const schema = `${name}_${process.pid}`
+    const store = new BlogStore()
+    const namespace = `${name}-${randomUUID().slice(0, 8)}`
+    const tiers = async () => {
+      const client = new Redis(await serviceUrl('redis'))
+      closers.push(() => client.quit())
+      return [memoryTier(), redisTier({ client, namespace }), postgresTier({ pool: await pool(), schema })]
+    }
+    const [memoryA, redisA, postgresA] = (await tiers()) as [CacheTier, CacheTier, CacheTier]
+    await postgresA.get('installed') // A's tier has run its install script
+    const a = await instance([memoryA, redisA, wrap(postgresA)], store, {
+      invalidateTimeoutMs: 200,
+      cooldownMs: 100,
+    })
+    const bTiers = await tiers()
+    const b = await instance(bTiers, store)
+    closers.push(async () => (await pool()).query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`))
+    const postgres = bTiers[2] as CacheTier
+    await b.server.query(LIST)
+    const stored = async () => (await postgres.list({ limit: 10 })).entries.length === 1
+    expect(await waitFor(stored, 2000)).toBe(true)
+    return { a, b, schema, key: (await postgres.list({ limit: 1 })).entries[0]?.key as string }
+  }
+
+  /** B reads the old list from PostgreSQL after A's mutation, and so holds it in its memory tier. */
+  async function expectOldCopyInMemory(b: Awaited<ReturnType<typeof instance>>) {
+    const fromPostgres = await b.server.query(LIST)
+    expect(fromPostgres.json.extensions?.strata).toMatchObject({ tier: 'postgres' })
+    expect(fromPostgres.text).not.toContain('Changed on A')
+    const fromMemory = await b.server.query(LIST)
+    expect(fromMemory.json.extensions?.strata).toMatchObject({ tier: 'memory' })
+    expect(fromMemory.text).not.toContain('Changed on A')
+  }
+
+  it('deferred by the invalidating instance’s open circuit: once it is replayed, copies made meanwhile are dropped everywhere', async () => {
+    let reachable = true
+    const { a, b } = await fleet('late_deferred', (tier) => ({
+      ...tier,
+      get: async (key) => (reachable ? tier.get(key) : Promise.reject(new Error('A: no connection'))),
+      invalidate: async (tags) =>
+        reachable ? tier.invalidate(tags) : Promise.reject(new Error('A: no connection')),
+    }))
+    reachable = false
+    // A's mutation: memory and Redis are clean, PostgreSQL's part waits in A's breaker.
+    await a.server.query('mutation { updatePost(id: "3", title: "Changed on A") { id } }')
+    expect(a.strata.cache.health().postgres).toMatchObject({ state: 'open', pendingTags: 2 })
+    await expectOldCopyInMemory(b)
+    reachable = true
+    expect(await waitFor(async () => (await b.server.query(LIST)).text.includes('Changed on A'), 5000)).toBe(
+      true,
+    )
+    expect(a.strata.cache.health().postgres?.state).toBe('closed')
+  })
+
+  it('slower than the invalidation timeout: once it has completed, copies made meanwhile are dropped everywhere', async () => {
+    const { a, b, schema, key } = await fleet('late_slow', (tier) => tier)
+    // Something holds the entry's row (a long transaction, a lock queue): PostgreSQL's DELETE waits.
+    const locker = await (await pool()).connect()
+    closers.push(async () => locker.release())
+    await locker.query('BEGIN')
+    await locker.query(`SELECT 1 FROM ${schema}.entries WHERE key = $1 FOR UPDATE`, [key])
+    // A's mutation gives up on PostgreSQL after invalidateTimeoutMs and tells the other instances.
+    await a.server.query('mutation { updatePost(id: "3", title: "Changed on A") { id } }')
+    expect(a.strata.cache.health().postgres?.state).toBe('open')
+    await expectOldCopyInMemory(b)
+    await locker.query('COMMIT')
+    expect(await waitFor(async () => (await b.server.query(LIST)).text.includes('Changed on A'), 5000)).toBe(
+      true,
+    )
+  })
+})

@@ -278,6 +278,30 @@ describe('tier circuit breaker', () => {
     guard.close()
   })
 
+  it('once a shared tier has replayed what it missed, the tiered cache applies it again in its other tiers', async () => {
+    for (const [missed, replay] of [
+      [['Post:1'], 'invalidate:Post:1'],
+      [undefined, 'clear'],
+    ] as const) {
+      const local = memoryTier()
+      const { tier, calls, setMode } = flakyTier()
+      const cache = new TieredCache([local, tier], logger, options)
+      setMode('fail')
+      if (missed) await cache.invalidate(missed)
+      else await cache.clear()
+      expect(cache.health().flaky?.state).toBe('open')
+      // Meanwhile the memory tier got a copy of an old entry (read from the tier by another instance,
+      // which then reached this one as a promotion into a shared tier, say).
+      local.set('k', entryOf('{}', ['Post:1']))
+      setMode('ok')
+      expect(await waitFor(() => local.get('k') === undefined, 2000)).toBe(true)
+      expect(cache.health().flaky?.state).toBe('closed')
+      // Not again in the tier that replayed (it is clean): the failed attempt and the replay only.
+      expect(calls.filter((call) => call === replay)).toEqual([replay, replay])
+      await cache.close()
+    }
+  })
+
   it('backs off while the tier stays down', async () => {
     const { tier, calls, setMode } = flakyTier()
     const guard = new TierGuard(tier, { ...options, cooldownMs: 10, maxCooldownMs: 1000 }, logger)
