@@ -5,6 +5,16 @@
 -- transaction ends when it runs as one multi-statement query, as the tier's auto-install does.
 SELECT pg_advisory_xact_lock(hashtext('graphql-strata install'));
 
+-- From here on, until this transaction ends (the change listener runs sql/changes.sql in it too),
+-- a lock wait gives up after 200 ms and fails the script, which the tier retries later (behind its
+-- circuit breaker's backoff). A statement waiting for a lock on a table (behind pg_dump, a report, a
+-- long DELETE) queues every later query on that table, each holding a pool connection; 200 ms bounds
+-- that queue to twice a lookup's timeout, leaves the queries in flight time to finish, and fails
+-- before an invalidation's 1 s timeout, which then logs this script's own error. Set after the
+-- advisory lock, so that instances starting together still wait their turn. Run statement by
+-- statement (psql without --single-transaction), it has no effect.
+SELECT set_config('lock_timeout', '200ms', true);
+
 CREATE SCHEMA IF NOT EXISTS strata;
 
 -- Strata's statements run at READ COMMITTED. put waits for the epoch row lock and then reads the
@@ -50,8 +60,18 @@ CREATE UNLOGGED TABLE IF NOT EXISTS strata.entries (
   value text NOT NULL           -- the serialized entry (magic line, metadata line, body)
 ) WITH (fillfactor = 70);
 
-CREATE INDEX IF NOT EXISTS entries_tags ON strata.entries USING gin (tags);
-CREATE INDEX IF NOT EXISTS entries_tenant ON strata.entries (tenant);
+-- Created only when missing: CREATE INDEX IF NOT EXISTS takes a SHARE lock on the table (it waits for
+-- writers, and queues every later query) before it finds the index exists.
+DO $$
+BEGIN
+  IF to_regclass('strata.entries_tags') IS NULL THEN
+    CREATE INDEX IF NOT EXISTS entries_tags ON strata.entries USING gin (tags);
+  END IF;
+  IF to_regclass('strata.entries_tenant') IS NULL THEN
+    CREATE INDEX IF NOT EXISTS entries_tenant ON strata.entries (tenant);
+  END IF;
+END
+$$;
 
 -- When each tag was last invalidated: writes that began earlier are refused. Tag '' stamps a full clear,
 -- '~t' || tenant a tenant's clear, and '~' a clear of tenancy-off entries (tags never start with '~').
@@ -60,10 +80,17 @@ CREATE UNLOGGED TABLE IF NOT EXISTS strata.invalidations (
   at bigint NOT NULL
 );
 
--- lz4 compresses large bodies faster than the default pglz, where the server was built with it.
+-- lz4 compresses large bodies faster than the default pglz, where the server was built with it (lz4
+-- is then a value of default_toast_compression). Only while the column is not lz4 yet: the ALTER takes
+-- an ACCESS EXCLUSIVE lock on the table. Any failure (PostgreSQL 13 and older have no column
+-- compression; the lock wait timed out) leaves the column as it is, and the next install tries again.
 DO $$
 BEGIN
-  ALTER TABLE strata.entries ALTER COLUMN value SET COMPRESSION lz4;
+  IF EXISTS (SELECT 1 FROM pg_attribute
+             WHERE attrelid = 'strata.entries'::regclass AND attname = 'value' AND attcompression <> 'l')
+     AND EXISTS (SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)) THEN
+    ALTER TABLE strata.entries ALTER COLUMN value SET COMPRESSION lz4;
+  END IF;
 EXCEPTION WHEN others THEN
   NULL;
 END

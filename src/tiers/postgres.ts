@@ -84,9 +84,19 @@ export function postgresTier(options: PostgresTierOptions): CacheTier {
     })
     return installed
   }
+  // A failure (e.g. a lock wait past the script's lock_timeout) rejects the call that needed the
+  // install, which the tiered cache treats as a failure of the tier (skipped, never a failed request),
+  // and is retried by the next call.
   const install = async () => {
     const sql = postgresInstallSql(schema)
-    await (pool.exec ? pool.exec(sql) : pool.query(sql))
+    try {
+      await (pool.exec ? pool.exec(sql) : pool.query(sql))
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error)
+      throw new Error(`${settings.name}: install script failed (retried on the next call): ${reason}`, {
+        cause: error,
+      })
+    }
   }
   const q = async (text: string, params: unknown[]) => {
     await ready()

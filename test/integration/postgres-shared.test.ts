@@ -6,6 +6,8 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { type CacheTier, memoryTier, type StrataPlugin, useStrata } from '../../src/index.js'
 import { postgresInstallSql, postgresTier } from '../../src/postgres.js'
 import { redisTier } from '../../src/redis.js'
+import { TieredCache } from '../../src/tiers/tiered.js'
+import { withTimeout } from '../../src/timeout.js'
 import { BlogStore, blogSchema } from '../support/blog.js'
 import { startStrataServer } from '../support/server.js'
 import { serviceUrl } from '../support/services.js'
@@ -317,5 +319,121 @@ describe('an invalidation PostgreSQL applies late', () => {
     expect(await waitFor(async () => (await b.server.query(LIST)).text.includes('Changed on A'), 5000)).toBe(
       true,
     )
+  })
+})
+
+describe('the install script, run by every instance at start', () => {
+  /** A session outside the pool holding `lock` on the entries table until the test ends (or `release`). */
+  async function holdEntries(schema: string, lock: string) {
+    const session = new pg.Client({ connectionString: await serviceUrl('postgres') })
+    await session.connect()
+    let open = true
+    const release = async () => {
+      if (!open) return
+      open = false
+      await session.query('ROLLBACK')
+      await session.end()
+    }
+    closers.push(release)
+    await session.query('BEGIN')
+    await session.query(lock.replace('$entries', `${schema}.entries`))
+    return release
+  }
+
+  /** Lock requests on the entries table that wait (every later query on the table queues behind one). */
+  async function waitingOnEntries(p: pg.Pool, schema: string): Promise<number> {
+    const { rows } = await p.query(
+      'SELECT count(*)::int AS n FROM pg_locks WHERE relation = to_regclass($1) AND NOT granted',
+      [`${schema}.entries`],
+    )
+    return rows[0].n
+  }
+
+  async function installedSchema(name: string) {
+    const schema = `${name}_${process.pid}`
+    const p = await pool({ max: 4 })
+    closers.push(async () => (await pool()).query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`))
+    await postgresTier({ pool: p, schema, purgeIntervalMs: 0 }).get('installed')
+    return { schema, p }
+  }
+
+  it('installed already, it takes no lock on the table: it completes while pg_dump holds it, and nothing queues', async () => {
+    const { schema, p } = await installedSchema('strata_inst_dump')
+    await holdEntries(schema, 'SELECT count(*) FROM $entries') // pg_dump's ACCESS SHARE, for its whole run
+    const starting = Promise.resolve(postgresTier({ pool: p, schema, purgeIntervalMs: 0 }).get('x'))
+    let settled = false
+    let queued = false
+    const done = starting.then(
+      () => 'installed',
+      (error: unknown) => `failed: ${String(error)}`,
+    )
+    void done.finally(() => {
+      settled = true
+    })
+    // Before: its ALTER ... SET COMPRESSION asked for ACCESS EXCLUSIVE and waited for the dump to end,
+    // and every later query on the table waited behind it.
+    const watched = waitFor(async () => {
+      if (!settled) queued = (await waitingOnEntries(p, schema)) > 0
+      return settled || queued
+    }, 10_000)
+    const outcome = await Promise.race([
+      done,
+      watched.then(() => (queued ? 'queued behind the dump' : 'neither')),
+    ])
+    await watched
+    expect(outcome).toBe('installed')
+    expect(queued).toBe(false)
+    expect(await waitingOnEntries(p, schema)).toBe(0)
+  })
+
+  it('a lock it needs (a missing index) held by a long writer fails it after its lock_timeout, without a failed request; it succeeds once released', async () => {
+    const { schema, p } = await installedSchema('strata_inst_index')
+    await p.query(`DROP INDEX ${schema}.entries_tenant`)
+    const release = await holdEntries(schema, 'LOCK TABLE $entries IN ROW EXCLUSIVE MODE') // a long DELETE
+    const starting = postgresTier({ pool: p, schema, purgeIntervalMs: 0 })
+    // Before: CREATE INDEX waited for the writer with no limit (bounded here to tell the cases apart).
+    await expect(withTimeout(Promise.resolve(starting.get('x')), 10_000)).rejects.toThrow(
+      /postgres: install script failed .*lock timeout/,
+    )
+    expect(await waitingOnEntries(p, schema)).toBe(0)
+    const cache = new TieredCache(
+      [postgresTier({ pool: p, schema, purgeIntervalMs: 0 })],
+      pino({ level: 'silent' }),
+    )
+    closers.push(async () => cache.close())
+    await expect(cache.get('strata:g:k')).resolves.toBeUndefined() // a miss, never an error
+    await release()
+    await expect(starting.get('x')).resolves.toBeUndefined() // the install is retried by the next call
+    const { rows } = await p.query('SELECT to_regclass($1) IS NOT NULL AS present', [
+      `${schema}.entries_tenant`,
+    ])
+    expect(rows[0].present).toBe(true)
+  })
+
+  it('setting lz4 compression, only while the column lacks it, is left for a later start when the table is held', async () => {
+    const { schema, p } = await installedSchema('strata_inst_lz4')
+    const compression = async () =>
+      (
+        await p.query(
+          `SELECT attcompression AS c FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'value'`,
+          [`${schema}.entries`],
+        )
+      ).rows[0].c
+    const lz4 = (
+      await p.query(
+        `SELECT 'lz4' = ANY (enumvals) AS yes FROM pg_settings WHERE name = 'default_toast_compression'`,
+      )
+    ).rows[0].yes
+    expect(await compression()).toBe(lz4 ? 'l' : '')
+    await p.query(`ALTER TABLE ${schema}.entries ALTER COLUMN value SET COMPRESSION pglz`)
+    const release = await holdEntries(schema, 'SELECT count(*) FROM $entries')
+    // Before: the ALTER waited for the reader with no limit (bounded here to tell the cases apart).
+    await expect(
+      withTimeout(Promise.resolve(postgresTier({ pool: p, schema, purgeIntervalMs: 0 }).get('x')), 10_000),
+    ).resolves.toBeUndefined()
+    expect(await compression()).toBe('p')
+    await release()
+    await postgresTier({ pool: p, schema, purgeIntervalMs: 0 }).get('x')
+    expect(await compression()).toBe(lz4 ? 'l' : 'p')
   })
 })
