@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache'
 import { StrataOptionError } from '../errors.js'
 import { keyTenant } from '../key/key.js'
-import type { CacheEntry, CacheTier, EntryPage, EntryQuery, TierStats } from './tier.js'
+import type { CacheEntry, CacheTier, EntryPage, EntryQuery, EntrySummary, TierStats } from './tier.js'
 
 /** Options of {@link memoryTier}. */
 export interface MemoryTierOptions {
@@ -85,6 +85,8 @@ export function memoryTier(options: MemoryTierOptions = {}): MemoryTier {
     },
   })
 
+  const listings = new ListingSnapshots()
+
   const removeAll = (keys: Iterable<string>): number => {
     let removed = 0
     for (const key of [...keys]) if (lru.delete(key)) removed++
@@ -150,15 +152,36 @@ export function memoryTier(options: MemoryTierOptions = {}): MemoryTier {
       return { entries: lru.size, bytes: lru.calculatedSize, evictions, expirations }
     },
     list(query) {
-      const matching: [string, CacheEntry][] = []
-      for (const [key, entry] of lru.entries()) {
-        if (query.cursor !== undefined && key <= query.cursor) continue
-        if (matchesQuery(key, entry, query)) matching.push([key, entry])
+      // A listing's later pages continue its snapshot: one walk and one sort per listing, then each
+      // page looks at its own keys only (re-sorting every page made a purge quadratic). Without a
+      // snapshot (the first page, one expired or evicted, a cursor from elsewhere) a new one starts
+      // after the cursor. Keys are checked again as their page is read: one deleted, expired or
+      // changed since the snapshot is skipped; one added since is not listed (a purge fenced, before
+      // listing, the executions whose results it concerns).
+      let listing = query.cursor === undefined ? undefined : listings.take(query)
+      if (!listing) {
+        const keys: string[] = []
+        for (const [key, entry] of lru.entries())
+          if ((query.cursor === undefined || key > query.cursor) && matchesQuery(key, entry, query))
+            keys.push(key)
+        listing = { keys: keys.sort(), next: 0 }
       }
-      matching.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      const page = matching.slice(0, query.limit)
-      const last = page.length === query.limit && matching.length > query.limit ? page.at(-1)?.[0] : undefined
-      return { entries: page.map(([key, entry]) => summarize(key, entry)), cursor: last }
+      const { keys } = listing
+      const live = (key: string) => {
+        const entry = lru.peek(key)
+        return entry !== undefined && matchesQuery(key, entry, query) ? entry : undefined
+      }
+      const page: EntrySummary[] = []
+      while (page.length < query.limit && listing.next < keys.length) {
+        const key = keys[listing.next++] as string
+        const entry = live(key)
+        if (entry) page.push(summarize(key, entry))
+      }
+      // A cursor only when an entry follows (the keys skipped here are not looked at again).
+      while (listing.next < keys.length && !live(keys[listing.next] as string)) listing.next++
+      const cursor = listing.next < keys.length ? page.at(-1)?.key : undefined
+      if (cursor !== undefined) listings.keep({ ...query, cursor }, listing)
+      return { entries: page, cursor }
     },
     get indexedTags() {
       return index.size
@@ -166,6 +189,54 @@ export function memoryTier(options: MemoryTierOptions = {}): MemoryTier {
     get indexedMemberships() {
       return memberships
     },
+  }
+}
+
+/** A listing in progress: its matching keys when it began, in order, and how far its pages went. */
+interface Listing {
+  readonly keys: readonly string[]
+  next: number
+}
+
+/**
+ * The snapshots of listings in progress, each under the filters and cursor its next page is asked
+ * with. A few at a time, each dropped once unused for a while: one holds a reference to every key
+ * its listing matched.
+ */
+class ListingSnapshots {
+  static readonly max = 4
+  static readonly idleMs = 30_000
+  readonly #held = new Map<string, { listing: Listing; timer: ReturnType<typeof setTimeout> }>()
+
+  /** The snapshot whose next page `query` asks for, removed from the store; `undefined` if none. */
+  take(query: EntryQuery): Listing | undefined {
+    const id = ListingSnapshots.#id(query)
+    const held = this.#held.get(id)
+    if (!held) return undefined
+    clearTimeout(held.timer)
+    this.#held.delete(id)
+    return held.listing
+  }
+
+  /** Keeps `listing` for the page `query` will ask for next. */
+  keep(query: EntryQuery, listing: Listing): void {
+    const id = ListingSnapshots.#id(query)
+    clearTimeout(this.#held.get(id)?.timer) // another listing at the same point: the latest is kept
+    this.#held.delete(id)
+    for (const [oldest, held] of this.#held) {
+      if (this.#held.size < ListingSnapshots.max) break
+      clearTimeout(held.timer)
+      this.#held.delete(oldest)
+    }
+    const timer = setTimeout(() => this.#held.delete(id), ListingSnapshots.idleMs)
+    timer.unref?.()
+    this.#held.set(id, { listing, timer })
+  }
+
+  static #id(query: EntryQuery): string {
+    // `limit` is not part of it: a listing may change its page size.
+    const { tenant, operationName, tag, cursor } = query
+    return JSON.stringify([tenant === undefined ? 0 : tenant, operationName ?? 0, tag ?? 0, cursor])
   }
 }
 

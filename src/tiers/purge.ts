@@ -12,6 +12,15 @@ export interface PurgeFilter {
 /** Each tier call of a purge gives up after this long: a hung tier must not hang the purge. */
 const TIER_TIMEOUT_MS = 5000
 
+/** Keys listed per page, and deleted between two yields to the event loop. */
+const PAGE = 500
+
+/**
+ * Lets timers and I/O run. A tier that answers synchronously (memory) never yields by itself, and a
+ * purge of many entries would otherwise hold the event loop from its first page to its last delete.
+ */
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve))
+
 /** A tier call that rejects when the tier throws, fails or does not answer in time. */
 export const ask = <T>(call: () => MaybePromise<T>): Promise<T> =>
   withTimeout(Promise.resolve().then(call), TIER_TIMEOUT_MS)
@@ -26,8 +35,9 @@ export async function purgeListing(tier: CacheTier, filter: PurgeFilter): Promis
   const keys: string[] = []
   let cursor: string | undefined
   do {
+    if (cursor) await yieldToEventLoop()
     const query: EntryQuery = {
-      limit: 500,
+      limit: PAGE,
       ...(filter.tenant === undefined ? {} : { tenant: filter.tenant }),
       ...(filter.tag ? { tag: filter.tag } : {}),
       ...(filter.operationName ? { operationName: filter.operationName } : {}),
@@ -38,6 +48,9 @@ export async function purgeListing(tier: CacheTier, filter: PurgeFilter): Promis
     cursor = page.cursor
   } while (cursor)
   const removed: string[] = []
-  for (const key of keys) if (await ask(() => tier.delete(key))) removed.push(key)
+  for (const [i, key] of keys.entries()) {
+    if (i > 0 && i % PAGE === 0) await yieldToEventLoop()
+    if (await ask(() => tier.delete(key))) removed.push(key)
+  }
   return removed
 }

@@ -1,5 +1,7 @@
-import { describe, expect, it } from 'vitest'
+import { LRUCache } from 'lru-cache'
+import { describe, expect, it, vi } from 'vitest'
 import { type CacheEntry, memoryTier } from '../../src/index.js'
+import { purgeListing } from '../../src/tiers/purge.js'
 import { entryOf } from '../conformance/tier-suite.js'
 
 function entry(
@@ -97,5 +99,78 @@ describe('memory tier', () => {
     expect(tier.invalidate(['Post'])).toBe(stats.entries)
     expect(tier.indexedMemberships).toBe(0)
     expect(tier.indexedTags).toBe(0)
+  })
+
+  /** A tier holding `n` entries of operation Op, keys k00000, k00001... (the order listings follow). */
+  function listed(n: number) {
+    const tier = memoryTier({ maxBytes: 64 * 2 ** 20 })
+    const keys = Array.from({ length: n }, (_, i) => `k${String(i).padStart(5, '0')}`)
+    for (const key of keys) tier.set(key, entryOf('{}', ['T'], { operationName: 'Op' }))
+    return { tier, keys }
+  }
+
+  it('a listing walks the tier once, not once per page: a purge of n entries is linear, not quadratic', () => {
+    const { tier, keys } = listed(5000)
+    let walked = 0
+    const entries = LRUCache.prototype.entries
+    const walk = vi.spyOn(LRUCache.prototype, 'entries').mockImplementation(function* (
+      this: LRUCache<string, CacheEntry>,
+    ) {
+      for (const pair of entries.call(this)) {
+        walked++
+        yield pair
+      }
+    })
+    try {
+      const seen: string[] = []
+      let pages = 0
+      let cursor: string | undefined
+      do {
+        const page = tier.list({ operationName: 'Op', limit: 100, cursor })
+        seen.push(...page.entries.map((e) => e.key))
+        pages++
+        cursor = page.cursor
+      } while (cursor !== undefined)
+      expect(seen).toEqual(keys)
+      expect(pages).toBe(50)
+      expect(walked).toBe(5000) // before: every page walked (and sorted) all 5000: 250,000
+    } finally {
+      walk.mockRestore()
+    }
+  })
+
+  it("a listing's later pages skip entries deleted or changed since it began; a cursor it does not know starts after it", () => {
+    const { tier, keys } = listed(30)
+    const first = tier.list({ operationName: 'Op', limit: 10 })
+    expect(first.cursor).toBe('k00009')
+    tier.delete('k00010')
+    tier.set('k00011', entryOf('{}', ['T'], { operationName: 'Other' }))
+    const second = tier.list({ operationName: 'Op', limit: 10, cursor: first.cursor })
+    expect(second.entries.map((e) => e.key)).toEqual(keys.slice(12, 22))
+    // Another instance's cursor, or one whose listing was dropped: the page after it, in key order.
+    const elsewhere = memoryTier()
+    for (const key of keys) elsewhere.set(key, entryOf('{}', ['T'], { operationName: 'Op' }))
+    expect(elsewhere.list({ operationName: 'Op', limit: 5, cursor: second.cursor })).toEqual({
+      entries: expect.objectContaining({ length: 5 }),
+      cursor: 'k00026',
+    })
+    // The last entries deleted: the page before them is the last, with no cursor.
+    for (const key of keys.slice(22)) tier.delete(key)
+    expect(tier.list({ operationName: 'Op', limit: 10, cursor: 'k00011' }).cursor).toBeUndefined()
+  })
+
+  it('a listing purge lets the event loop turn between pages and deletes', async () => {
+    const { tier } = listed(2000)
+    let turns = 0
+    let purging = true
+    const spin = () => {
+      turns++
+      if (purging) setImmediate(spin)
+    }
+    setImmediate(spin)
+    const removed = await purgeListing(tier, { tenant: undefined, operationName: 'Op' })
+    purging = false
+    expect(removed).toHaveLength(2000)
+    expect(turns).toBeGreaterThan(0) // before: the whole purge ran in one turn (a sync tier never yields)
   })
 })
