@@ -34,6 +34,15 @@ export interface RedisClientLike {
   nodes?(role: 'master'): RedisClientLike[]
 }
 
+/**
+ * How much of the keyspace one `list` call may go through before it answers with what it found: a
+ * partial page, possibly empty, and the cursor to go on from (callers page until there is none).
+ * SCAN calls (COUNT 500 each: about 10,000 keys examined, a few milliseconds of Redis time) and
+ * entries read (one GET each); the batch that reaches a bound is finished. Unbounded, a sparse match
+ * walked the whole keyspace in one call, past the purge's 5 s timeout on a large one.
+ */
+export const listBudget = { scans: 20, reads: 1000 } as const
+
 /** Options of {@link redisTier}. */
 export interface RedisTierOptions {
   /** An ioredis `Redis` or `Cluster` client. The tier never closes it. */
@@ -219,16 +228,20 @@ export function redisTier(options: RedisTierOptions): CacheTier & { readonly sha
     async list(query) {
       const entries: EntrySummary[] = []
       let cursor: string | undefined
+      let scans = 0
+      let reads = 0
       for await (const page of scan(entryPattern(query.tenant), query.cursor)) {
+        scans++
         for (const stored of page.keys) {
           if (query.tenant !== undefined && !ownedBy(stored, query.tenant)) continue
           const key = stored.slice(stored.indexOf('}e:') + 3)
           const value = await client.get(stored)
+          reads++
           const entry: CacheEntry | undefined = value === null ? undefined : decodeEntry(key, value)
           if (entry && matchesQuery(key, entry, query)) entries.push(summarize(key, entry))
         }
         cursor = page.cursor
-        if (entries.length >= query.limit) break
+        if (entries.length >= query.limit || scans >= listBudget.scans || reads >= listBudget.reads) break
       }
       const done =
         cursor === undefined || cursor === `${(client.nodes ? client.nodes('master') : [client]).length}:0`

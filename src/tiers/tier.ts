@@ -65,6 +65,10 @@ export interface EntrySummary {
 }
 
 export interface EntryPage {
+  /**
+   * `limit` entries, or fewer (even none) where the tier bounds its work per call: Redis, which may
+   * also return a few more (the rest of a SCAN batch). Only the cursor tells whether more follow.
+   */
   readonly entries: readonly EntrySummary[]
   /** Pass back to get the next page; `undefined` on the last page. */
   readonly cursor: string | undefined

@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { afterAll, describe, expect, it } from 'vitest'
 import { redisTier } from '../../src/redis.js'
+import { purgeListing } from '../../src/tiers/purge.js'
+import { listBudget } from '../../src/tiers/redis.js'
 import { entryOf, keyFor } from '../conformance/tier-suite.js'
 import { serviceUrl } from '../support/services.js'
 
@@ -74,5 +76,79 @@ describe('redis tier index hygiene', () => {
     expect(await tier.get(during)).toBeUndefined()
     await tier.set(before, entryOf('{"x":3}', ['Post:2']), { startedAt: Date.now() - 1000 })
     expect(await tier.get(before)).toBeUndefined()
+  })
+})
+
+describe('redis tier listings', () => {
+  const clients: Redis[] = []
+  afterAll(async () => {
+    for (const client of clients) await client.quit()
+  })
+
+  it('each list call examines a bounded part of the keyspace: a sparse match comes in partial pages with a cursor, each entry once, and a purge pages through to all of them', async () => {
+    const client = new Redis(await serviceUrl('redis'))
+    clients.push(client)
+    const namespace = `lst-${randomUUID().slice(0, 8)}`
+    // 12,000 keys that SCAN examines and the entry pattern does not match...
+    const filler = Array.from({ length: 12_000 }, (_, i) => `{${namespace}:0}z:${i}`)
+    for (let i = 0; i < filler.length; i += 1000) {
+      const batch = client.pipeline()
+      for (const key of filler.slice(i, i + 1000)) batch.set(key, '1', 'PX', 60_000)
+      await batch.exec()
+    }
+    // ...1,500 entries read and rejected by the filter, and the 5 it lists.
+    const writer = redisTier({ client, namespace, shards: 4 })
+    await Promise.all(
+      Array.from({ length: 1500 }, () =>
+        writer.set(keyFor(), entryOf('{}', ['T'], { operationName: 'Other' })),
+      ),
+    )
+    const rare = Array.from({ length: 5 }, () => keyFor())
+    for (const key of rare) await writer.set(key, entryOf('{}', ['T'], { operationName: 'Rare' }))
+
+    let scans = 0
+    let reads = 0
+    let largestBatch = 0
+    const counting = new Proxy(client, {
+      get(target, property, receiver) {
+        if (property === 'scan') {
+          return async (...args: unknown[]) => {
+            scans++
+            const answer: [string, string[]] = await Reflect.apply(target.scan, target, args)
+            largestBatch = Math.max(largestBatch, answer[1].length)
+            return answer
+          }
+        }
+        if (property === 'get') {
+          return (key: string) => {
+            reads++
+            return target.get(key)
+          }
+        }
+        return Reflect.get(target, property, receiver)
+      },
+    })
+    const tier = redisTier({ client: counting, namespace, shards: 4 })
+    const seen: string[] = []
+    const calls: { scans: number; reads: number; largestBatch: number }[] = []
+    let cursor: string | undefined
+    do {
+      scans = 0
+      reads = 0
+      largestBatch = 0
+      const page = await tier.list({ operationName: 'Rare', limit: 10, cursor })
+      calls.push({ scans, reads, largestBatch })
+      seen.push(...page.entries.map((entry) => entry.key))
+      cursor = page.cursor
+    } while (cursor !== undefined)
+    expect(seen.sort()).toEqual([...rare].sort())
+    expect(calls.length).toBeGreaterThan(1) // before: one call walked the whole keyspace
+    for (const call of calls) {
+      expect(call.scans).toBeLessThanOrEqual(listBudget.scans)
+      expect(call.reads).toBeLessThan(listBudget.reads + call.largestBatch) // the last batch is finished
+    }
+    const purged = await purgeListing(tier, { tenant: undefined, operationName: 'Rare' })
+    expect(purged.sort()).toEqual([...rare].sort())
+    await client.unlink(...filler)
   })
 })
