@@ -1,8 +1,6 @@
-import type { Plugin } from '@envelop/core'
-import type { ExecutionArgs, ExecutionResult } from 'graphql'
+import type { ExecutionResult } from 'graphql'
 import type { Logger } from 'pino'
 import type { ChangeSink, ChangeSource } from '../changes/source.js'
-import type { CollectScope } from '../entities/collect.js'
 import { InvalidationClock, tenantClockTag } from '../invalidation/clock.js'
 import {
   type BypassReason,
@@ -18,13 +16,7 @@ import type { TieredCache, TieredHit } from '../tiers/tiered.js'
 import { withTimeout } from '../timeout.js'
 import { resultFromBody } from './cached-result.js'
 import type { HttpReporter } from './http.js'
-import type { OperationFacts, SchemaState } from './schema-state.js'
 import { SingleFlight } from './single-flight.js'
-
-// biome-ignore lint/complexity/noBannedTypes: `{}` is Envelop's own default plugin context
-export type AnyContext = {}
-/** What Envelop passes to `onExecute`. */
-export type ExecutePayload = Parameters<NonNullable<Plugin<AnyContext>['onExecute']>>[0]
 
 /** The settings the request path reads, resolved from options and defaults. */
 export interface EngineSettings {
@@ -146,10 +138,12 @@ export class StrataEngine {
       'strata: a shared tier applied what it had missed; applying it again in other tiers and instances',
     )
     if (tags === undefined) {
+      // A clear: only memory tiers can hold copies. Another shared tier refused them (a promotion counts
+      // as a write that began when its entry was created, and the clear stamped that tier), and the
+      // tier that missed it is not read while its circuit is open.
       this.fenceLocal(undefined)
-      await this.cache.clear(undefined, tier)
+      await this.cache.clearLocal(undefined)
       await this.#publish({ kind: 'clear', tenant: undefined })
-      this.afterClear?.()
       return
     }
     this.clock.invalidated(tags)
@@ -334,28 +328,5 @@ export class StrataEngine {
     this.stats.coalesced++
     this.http.record(context, { status: 'MISS', httpPolicy: null })
     setResult(resultFromBody(body))
-  }
-}
-
-/** What `onExecuteDone` receives, narrowed to what Strata uses. */
-export interface DonePayload {
-  args: ExecutionArgs
-  result: unknown
-  setResult: (result: ExecutionResult) => void
-}
-
-/** A single execution result (not an incremental-delivery stream). */
-export function isExecutionResult(value: unknown): value is ExecutionResult {
-  return typeof value === 'object' && value !== null && !(Symbol.asyncIterator in value)
-}
-
-export function collectScope(state: SchemaState, facts: OperationFacts, args: ExecutionArgs): CollectScope {
-  return {
-    schema: state.hints.schema,
-    fragments: facts.fragments,
-    variables: (args.variableValues ?? {}) as Record<string, unknown>,
-    operation: facts.rewrittenOperation,
-    keyFields: state.hints.keyFields,
-    aliasPrefix: facts.aliasPrefix,
   }
 }

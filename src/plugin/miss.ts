@@ -5,13 +5,8 @@ import { type HintRecorder, recordHints, stopRecording } from '../policy/dynamic
 import { cacheablePolicy } from '../policy/policy.js'
 import { isPromise } from '../tiers/tier.js'
 import { withBody } from './cached-result.js'
-import {
-  collectScope,
-  type DonePayload,
-  type ExecutePayload,
-  isExecutionResult,
-  type StrataEngine,
-} from './engine.js'
+import type { StrataEngine } from './engine.js'
+import { collectScope, type DonePayload, type ExecutePayload, isExecutionResult } from './execution.js'
 import type { OperationFacts, SchemaState } from './schema-state.js'
 import type { Flight } from './single-flight.js'
 

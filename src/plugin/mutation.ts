@@ -2,13 +2,8 @@ import { type DocumentNode, type ExecutionArgs, visit } from 'graphql'
 import { analyzeResult } from '../entities/analyze.js'
 import { fieldsFor } from '../entities/collect.js'
 import { collectionTag, tagsForTypeChange, typeTag } from '../entities/tags.js'
-import {
-  collectScope,
-  type DonePayload,
-  type ExecutePayload,
-  isExecutionResult,
-  type StrataEngine,
-} from './engine.js'
+import type { StrataEngine } from './engine.js'
+import { collectScope, type DonePayload, type ExecutePayload, isExecutionResult } from './execution.js'
 import type { OperationFacts, SchemaState } from './schema-state.js'
 
 /**

@@ -93,9 +93,15 @@ export function postgresTier(options: PostgresTierOptions): CacheTier {
       await (pool.exec ? pool.exec(sql) : pool.query(sql))
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error)
-      throw new Error(`${settings.name}: install script failed (retried on the next call): ${reason}`, {
-        cause: error,
-      })
+      const failed = new Error(
+        `${settings.name}: install script failed (retried on the next call): ${reason}`,
+        {
+          cause: error,
+        },
+      )
+      // PostgreSQL's SQLSTATE stays readable where the failure is logged (SR001: wrong isolation level).
+      const code = (error as { code?: unknown } | null)?.code
+      throw code === undefined ? failed : Object.assign(failed, { code })
     }
   }
   const q = async (text: string, params: unknown[]) => {
