@@ -276,6 +276,8 @@ describe('an invalidation PostgreSQL applies late', () => {
 
   /** B reads the old list from PostgreSQL after A's mutation, and so holds it in its memory tier. */
   async function expectOldCopyInMemory(b: Awaited<ReturnType<typeof instance>>) {
+    // A told B over the bus before its mutation answered, but B applies it when it arrives.
+    expect(await waitFor(() => b.strata.stats().busMessages > 0, 2000), 'B heard from A').toBe(true)
     const fromPostgres = await b.server.query(LIST)
     expect(fromPostgres.json.extensions?.strata).toMatchObject({ tier: 'postgres' })
     expect(fromPostgres.text).not.toContain('Changed on A')
