@@ -31,3 +31,8 @@ export class StrataSchemaError extends StrataError {
     this.name = 'StrataSchemaError'
   }
 }
+
+/** What an error says, for a log line or a reason: its message, or the thrown value as text. */
+export function errorMessage(error: unknown): string {
+  return String((error as Error | null | undefined)?.message ?? error)
+}

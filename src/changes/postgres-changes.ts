@@ -1,4 +1,4 @@
-import { StrataOptionError } from '../errors.js'
+import { errorMessage, StrataOptionError } from '../errors.js'
 import { postgresInstallSql, type Queryable } from '../tiers/postgres.js'
 import { connectWithin, withTimeout } from '../timeout.js'
 import { ChangeLogReader } from './change-log.js'
@@ -290,7 +290,7 @@ class PostgresChanges implements ChangeSource {
     const attempt = ++this.#attempt
     const wasUp = this.#up || starting
     this.#up = false
-    this.#lastError = String((error as Error)?.message ?? error)
+    this.#lastError = errorMessage(error)
     this.#state = 'down'
     this.#leader = false
     this.#release()
@@ -309,7 +309,7 @@ class PostgresChanges implements ChangeSource {
           await this.#connect(attempt)
         } catch (next) {
           if (attempt !== this.#attempt) return
-          this.#lastError = String((next as Error)?.message ?? next)
+          this.#lastError = errorMessage(next)
           this.#backoff = Math.min(this.#backoff * 2, 30_000)
           retry()
           return

@@ -1,3 +1,4 @@
+import { errorMessage } from '../errors.js'
 import { connectWithin, withTimeout } from '../timeout.js'
 import { BusEnvelope } from './bus-envelope.js'
 import type { Queryable } from './postgres.js'
@@ -72,7 +73,7 @@ export class PostgresBus implements CacheBus {
   /** Runs `attempt`; when it fails, the next one follows with backoff (unless superseded meanwhile). */
   #try(attempt: number): Promise<void> {
     return this.#connect(attempt).catch((error: unknown) =>
-      this.#lose(attempt, `listener could not connect: ${String((error as Error)?.message ?? error)}`),
+      this.#lose(attempt, `listener could not connect: ${errorMessage(error)}`),
     )
   }
 
@@ -102,9 +103,7 @@ export class PostgresBus implements CacheBus {
     client.on('notification', (message) => {
       if (message.channel === this.channel && message.payload) this.#receive(message.payload)
     })
-    client.on('error', (error) =>
-      lost(`listener connection error: ${String((error as Error)?.message ?? error)}`),
-    )
+    client.on('error', (error) => lost(`listener connection error: ${errorMessage(error)}`))
     client.on('end', () => lost('listener connection ended'))
     try {
       await withTimeout(client.query(`LISTEN ${this.channel}`), PING_TIMEOUT_MS)

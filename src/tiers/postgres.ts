@@ -1,5 +1,5 @@
 import { definedOnly } from '../defined-only.js'
-import { StrataOptionError } from '../errors.js'
+import { errorMessage, StrataOptionError } from '../errors.js'
 import { decodeEntry, encodeEntry } from './codec.js'
 import { PostgresBus } from './postgres-bus.js'
 import { sqlScript } from './sql-script.js'
@@ -92,9 +92,8 @@ export function postgresTier(options: PostgresTierOptions): CacheTier {
     try {
       await (pool.exec ? pool.exec(sql) : pool.query(sql))
     } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error)
       const failed = new Error(
-        `${settings.name}: install script failed (retried on the next call): ${reason}`,
+        `${settings.name}: install script failed (retried on the next call): ${errorMessage(error)}`,
         {
           cause: error,
         },

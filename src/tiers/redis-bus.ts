@@ -1,3 +1,4 @@
+import { errorMessage } from '../errors.js'
 import { withTimeout } from '../timeout.js'
 import { BusEnvelope } from './bus-envelope.js'
 import type { RedisClientLike } from './redis.js'
@@ -51,7 +52,7 @@ export class RedisBus implements CacheBus {
         await subscriber.subscribe(this.channel)
       } catch (error) {
         if (!up && !this.#closed)
-          handlers.onConnectError?.(`redis bus could not subscribe: ${describe(error)}`)
+          handlers.onConnectError?.(`redis bus could not subscribe: ${errorMessage(error)}`)
         return // the next 'ready' tries again
       }
       if (up || this.#closed) return
@@ -64,7 +65,8 @@ export class RedisBus implements CacheBus {
     subscriber.on('error', (error: unknown) => {
       // ioredis reconnects on its own. A connection that was up is reported through 'close'; one that
       // is not (yet) up says why it cannot connect.
-      if (!up && !this.#closed) handlers.onConnectError?.(`redis bus could not connect: ${describe(error)}`)
+      if (!up && !this.#closed)
+        handlers.onConnectError?.(`redis bus could not connect: ${errorMessage(error)}`)
     })
     const ping = subscriber.ping?.bind(subscriber)
     if (ping) {
@@ -104,8 +106,4 @@ export class RedisBus implements CacheBus {
     if (subscriber?.disconnect) subscriber.disconnect()
     else await subscriber?.quit().catch(() => undefined)
   }
-}
-
-function describe(error: unknown): string {
-  return String((error as Error | undefined)?.message ?? error)
 }

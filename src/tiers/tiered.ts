@@ -48,11 +48,12 @@ export class TieredCache {
    * that it had missed: it timed out or failed there, or waited while the circuit was open. Until then
    * that tier still held the entries, and other tiers may have copied them from it (an instance's
    * memory tier; another shared tier once its invalidation stamps have expired). Invalidates the tags
-   * again (or clears) in every other tier; the engine replaces it to also tell other instances. The
-   * tier that caught up is left out: it is clean, and one slow on every call cannot start a loop.
+   * again in every other tier, or after a clear empties the local tiers (the other shared tiers
+   * refused copies older than their own clear); the engine replaces it to also tell other instances.
+   * The tier that caught up is left out: it is clean, and one slow on every call cannot start a loop.
    */
   onCaughtUp = (tier: string, tags: readonly string[] | undefined): Promise<unknown> =>
-    tags === undefined ? this.clear(undefined, tier) : this.invalidate(tags, tier)
+    tags === undefined ? this.clearLocal(undefined) : this.invalidate(tags, tier)
 
   #caughtUp(tier: string, tags: readonly string[] | undefined): void {
     this.onCaughtUp(tier, tags).catch((error: unknown) =>
@@ -196,13 +197,9 @@ export class TieredCache {
     return this.#everyTier('invalidate', (tier) => tier.invalidate(tags), local)
   }
 
-  /** Clears one tenant (or everything) in every tier (but the one named `except`). */
-  clear(tenant?: string | null, except?: string): Promise<Record<string, number>> {
-    return this.#everyTier(
-      'clear',
-      (tier, guard) => (guard ? guard.clear(tenant) : tier.clear(tenant)),
-      (tier) => tier.name !== except,
-    )
+  /** Clears one tenant (or everything) in every tier. */
+  clear(tenant?: string | null): Promise<Record<string, number>> {
+    return this.#everyTier('clear', (tier, guard) => (guard ? guard.clear(tenant) : tier.clear(tenant)))
   }
 
   /**
@@ -267,7 +264,7 @@ export class TieredCache {
   async #everyTier(
     operation: string,
     run: (tier: CacheTier, guard: TierGuard | undefined) => MaybePromise<number>,
-    include: (tier: CacheTier) => boolean,
+    include: (tier: CacheTier) => boolean = () => true,
   ): Promise<Record<string, number>> {
     const counts: Record<string, number> = {}
     await Promise.all(
