@@ -232,14 +232,18 @@ export function redisTier(options: RedisTierOptions): CacheTier & { readonly sha
       let reads = 0
       for await (const page of scan(entryPattern(query.tenant), query.cursor)) {
         scans++
-        for (const stored of page.keys) {
-          if (query.tenant !== undefined && !ownedBy(stored, query.tenant)) continue
+        // One page's reads go out together (one round trip's wait, not one per key).
+        const owned = page.keys.filter(
+          (stored) => query.tenant === undefined || ownedBy(stored, query.tenant),
+        )
+        const values = await Promise.all(owned.map((stored) => client.get(stored)))
+        reads += owned.length
+        owned.forEach((stored, i) => {
           const key = stored.slice(stored.indexOf('}e:') + 3)
-          const value = await client.get(stored)
-          reads++
-          const entry: CacheEntry | undefined = value === null ? undefined : decodeEntry(key, value)
+          const value = values[i]
+          const entry: CacheEntry | undefined = value == null ? undefined : decodeEntry(key, value)
           if (entry && matchesQuery(key, entry, query)) entries.push(summarize(key, entry))
-        }
+        })
         cursor = page.cursor
         if (entries.length >= query.limit || scans >= listBudget.scans || reads >= listBudget.reads) break
       }

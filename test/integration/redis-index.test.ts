@@ -109,6 +109,8 @@ describe('redis tier listings', () => {
     let scans = 0
     let reads = 0
     let largestBatch = 0
+    let inFlight = 0
+    let mostInFlight = 0
     const counting = new Proxy(client, {
       get(target, property, receiver) {
         if (property === 'scan') {
@@ -120,9 +122,15 @@ describe('redis tier listings', () => {
           }
         }
         if (property === 'get') {
-          return (key: string) => {
+          return async (key: string) => {
             reads++
-            return target.get(key)
+            inFlight++
+            mostInFlight = Math.max(mostInFlight, inFlight)
+            try {
+              return await target.get(key)
+            } finally {
+              inFlight--
+            }
           }
         }
         return Reflect.get(target, property, receiver)
@@ -143,6 +151,7 @@ describe('redis tier listings', () => {
     } while (cursor !== undefined)
     expect(seen.sort()).toEqual([...rare].sort())
     expect(calls.length).toBeGreaterThan(1) // before: one call walked the whole keyspace
+    expect(mostInFlight).toBeGreaterThan(10) // a page's reads go out together (before: one at a time)
     for (const call of calls) {
       expect(call.scans).toBeLessThanOrEqual(listBudget.scans)
       expect(call.reads).toBeLessThan(listBudget.reads + call.largestBatch) // the last batch is finished
