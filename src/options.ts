@@ -162,6 +162,13 @@ export interface StrataOptions<TContext = StrataContext> {
    */
   cacheControlHeader?: boolean
   /**
+   * Send a weak `etag` with every cacheable single-result response (Yoga only), and answer a GET
+   * whose `if-none-match` names it with `304 Not Modified`. The tag is a hash of the result's data
+   * and errors, so it changes whenever the result does, not when the entry is merely re-stored.
+   * @default true
+   */
+  etag?: boolean
+  /**
    * Add `extensions.strata` (hit, tier, ttl, age) to responses. For debugging only.
    * @default false
    */
@@ -188,6 +195,7 @@ export const strataDefaults = {
   keyPrefix: 'strata',
   header: 'x-strata-cache',
   cacheControlHeader: true,
+  etag: true,
   debug: false,
   singleFlight: true,
 } as const

@@ -79,6 +79,7 @@ const KNOWN = new Set([
   'keyPrefix',
   'header',
   'cacheControlHeader',
+  'etag',
   'debug',
   'singleFlight',
   'logger',
@@ -109,6 +110,7 @@ export function validateOptions(options: unknown): void {
     'cacheErrors',
     'dynamicHints',
     'cacheControlHeader',
+    'etag',
     'debug',
     'singleFlight',
   ])

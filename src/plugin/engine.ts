@@ -314,6 +314,8 @@ export class StrataEngine {
     this.http.record(context, {
       status: 'HIT',
       httpPolicy: ttl > 0 ? { maxAge: ttl, scope: hit.entry.scope } : null,
+      body: hit.entry.body,
+      entry: hit.entry,
     })
     const result = resultFromBody(hit.entry.body)
     if (this.settings.debug) {

@@ -201,6 +201,7 @@ class MissRun {
     engine.http.record(args.contextValue, {
       status: 'MISS',
       httpPolicy: errors.length > 0 || stale ? null : policy,
+      body,
     })
     let stored = false
     if (skip !== undefined) {

@@ -18,7 +18,7 @@ import { TieredCache, type TieredHit } from '../tiers/tiered.js'
 import { validateOptions } from '../validate-options.js'
 import { StrataEngine } from './engine.js'
 import type { AnyContext } from './execution.js'
-import { HttpReporter, type ResponsePayload } from './http.js'
+import { HttpReporter, type ResponsePayload, type ResultProcessPayload } from './http.js'
 import { executeMiss } from './miss.js'
 import { watchMutation } from './mutation.js'
 import { SchemaState } from './schema-state.js'
@@ -62,6 +62,7 @@ export interface StrataHandle {
 
 /** The plugin `useStrata` returns: an Envelop plugin (with Yoga hooks) plus its handle. */
 export type StrataPlugin = Required<Pick<Plugin<AnyContext>, 'onSchemaChange' | 'onExecute'>> & {
+  onResultProcess(payload: ResultProcessPayload): void
   onResponse(payload: ResponsePayload): void
   /** Yoga hands the server over (used for warming). */
   onYogaInit(payload: { yoga: YogaLike }): void
@@ -85,7 +86,12 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
   const bus = options.bus === false ? undefined : (options.bus ?? defaultBus(tiers))
   const engine = new StrataEngine(
     new TieredCache(tiers, logger, options.breaker),
-    new HttpReporter(settings.header, settings.cacheControlHeader, tenantOf === false),
+    new HttpReporter({
+      header: settings.header,
+      cacheControl: settings.cacheControlHeader,
+      allowPublic: tenantOf === false,
+      etag: settings.etag,
+    }),
     {
       ...settings,
       busTimeoutMs: options.breaker?.invalidateTimeoutMs ?? breakerDefaults.invalidateTimeoutMs,
@@ -265,6 +271,7 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
       void runWarm()
     },
     onExecute,
+    onResultProcess: (payload) => engine.http.onResultProcess(payload),
     onResponse: (payload) => engine.http.onResponse(payload),
     strata: {
       invalidateTags: (tags) => engine.invalidateTags(tags),

@@ -49,6 +49,7 @@ export async function startServer(options: {
   schema: GraphQLSchema
   plugins: Plugin[]
   maskedErrors?: boolean
+  batching?: boolean
 }): Promise<TestServer> {
   const yoga = createYoga({ logging: false, maskedErrors: false, ...options })
   const server: Server = createServer(yoga)

@@ -38,6 +38,7 @@ const bad: [string, Record<string, unknown>, RegExp][] = [
   ['logger', { tenant: false, logger: {} }, /pino logger/],
   ['session', { tenant: false, session: 'user' }, /must be a function/],
   ['debug', { tenant: false, debug: 'yes' }, /true or false/],
+  ['etag', { tenant: false, etag: 'weak' }, /true or false/],
   ['dynamicHints', { tenant: false, dynamicHints: 'off' }, /true or false/],
   ['ttl', { tenant: false, ttl: 5 }, /not an option of useStrata/],
   [

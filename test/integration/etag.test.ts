@@ -1,0 +1,136 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { memoryTier, type StrataOptions, useStrata } from '../../src/index.js'
+import { BlogStore, blogSchema } from '../support/blog.js'
+import { startServer, type TestServer } from '../support/server.js'
+
+const servers: TestServer[] = []
+const plugins: { strata: { close(): Promise<unknown> } }[] = []
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.close()))
+  await Promise.all(plugins.splice(0).map((p) => p.strata.close()))
+})
+
+type Ctx = { request: Request }
+
+async function start(options: Partial<StrataOptions<Ctx>> = {}, store = new BlogStore()) {
+  const plugin = useStrata<Ctx>({ tenant: false, tiers: [memoryTier()], ...options } as StrataOptions<Ctx>)
+  const server = await startServer({ schema: blogSchema(store), plugins: [plugin as never], batching: true })
+  servers.push(server)
+  plugins.push(plugin)
+  return { server, store, strata: plugin.strata }
+}
+
+/** A GraphQL-over-HTTP GET, as a browser or a CDN revalidates it. */
+async function get(server: TestServer, query: string, headers: Record<string, string> = {}) {
+  const url = `${server.url}?query=${encodeURIComponent(query)}`
+  const response = await fetch(url, { headers: { accept: 'application/graphql-response+json', ...headers } })
+  return {
+    status: response.status,
+    text: await response.text(),
+    etag: response.headers.get('etag'),
+    cache: response.headers.get('x-strata-cache'),
+    cacheControl: response.headers.get('cache-control'),
+  }
+}
+
+const posts = '{ posts { id title } }'
+
+describe('entity tags and conditional GETs, through Yoga over HTTP', () => {
+  it('a cacheable response carries a weak etag; a GET naming it is answered 304 with no body, with its cache headers', async () => {
+    const { server, store } = await start()
+    const first = await get(server, posts)
+    expect(first.status).toBe(200)
+    expect(first.cache).toBe('MISS')
+    expect(first.etag).toMatch(/^W\/"[A-Za-z0-9_-]+"$/)
+
+    const again = await get(server, posts, { 'if-none-match': first.etag as string })
+    expect(again.status).toBe(304)
+    expect(again.text).toBe('')
+    expect(again.cache).toBe('HIT')
+    expect(again.etag).toBe(first.etag)
+    expect(again.cacheControl).toMatch(/^max-age=\d+, public$/)
+    expect(store.calls.posts).toBe(1)
+
+    // A list of tags, the strong form of the same tag, and `*` all match (weak comparison).
+    const opaque = (first.etag as string).slice(2)
+    for (const condition of [`"other", ${first.etag}`, opaque, '*']) {
+      expect((await get(server, posts, { 'if-none-match': condition })).status).toBe(304)
+    }
+    // Another tag does not.
+    const other = await get(server, posts, { 'if-none-match': 'W/"other"' })
+    expect(other.status).toBe(200)
+    expect(other.text).toBe(first.text)
+  })
+
+  it('the tag follows the data: a changed result gets a new tag and a full answer, an unchanged one re-executed keeps it', async () => {
+    const { server, store, strata } = await start()
+    const first = await get(server, posts)
+
+    // Purged and executed again, same data: the client's copy is still current.
+    await strata.invalidateTypes(['Post'])
+    const unchanged = await get(server, posts, { 'if-none-match': first.etag as string })
+    expect(unchanged.cache).toBe('MISS')
+    expect(unchanged.status).toBe(304)
+    expect(store.calls.posts).toBe(2)
+
+    // A mutation changes a title: the old tag no longer matches.
+    await server.query('mutation { updatePost(id: "1", title: "Changed") { id title } }')
+    const changed = await get(server, posts, { 'if-none-match': first.etag as string })
+    expect(changed.status).toBe(200)
+    expect(changed.cache).toBe('MISS')
+    expect(changed.text).toContain('Changed')
+    expect(changed.etag).not.toBe(first.etag)
+    expect((await get(server, posts, { 'if-none-match': changed.etag as string })).status).toBe(304)
+  })
+
+  it('the tag is the same on every instance: another instance answers 304 to a tag it never sent', async () => {
+    const store = new BlogStore()
+    const a = await start({}, store)
+    const b = await start({}, store)
+    const fromA = await get(a.server, posts)
+    const onB = await get(b.server, posts, { 'if-none-match': fromA.etag as string })
+    expect(onB.cache).toBe('MISS')
+    expect(onB.status).toBe(304)
+    expect(onB.etag).toBe(fromA.etag)
+  })
+
+  it('a POST is answered in full (If-None-Match is honoured on GET only), with the same tag', async () => {
+    const { server } = await start()
+    const first = await get(server, posts)
+    const post = await server.query(posts, undefined, { 'if-none-match': first.etag as string })
+    expect(post.status).toBe(200)
+    expect(post.cache).toBe('HIT')
+    expect(post.text).toBe(first.text)
+    expect(post.headers.get('etag')).toBe(first.etag)
+  })
+
+  it('no tag where the response may not be cached, nor for a batch: such requests are always answered in full', async () => {
+    const { server } = await start()
+    // Uncacheable: a root scalar without a maxAge.
+    const uncacheable = await get(server, '{ uncached }')
+    expect(uncacheable.cacheControl).toBe('no-store')
+    expect(uncacheable.etag).toBeNull()
+    expect((await get(server, '{ uncached }', { 'if-none-match': '*' })).status).toBe(200)
+    // A result with errors is not cacheable either.
+    const failing = await get(server, '{ posts { id } broken }')
+    expect(failing.etag).toBeNull()
+    // A batch of two operations: one response for both, no tag.
+    const response = await fetch(server.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json', 'if-none-match': '*' },
+      body: JSON.stringify([{ query: posts }, { query: '{ tags { label } }' }]),
+    })
+    expect(response.status).toBe(200)
+    expect(response.headers.get('etag')).toBeNull()
+    expect(await response.json()).toHaveLength(2)
+  })
+
+  it('`etag: false` sends no tag and answers every GET in full', async () => {
+    const { server } = await start({ etag: false })
+    await get(server, posts)
+    const again = await get(server, posts, { 'if-none-match': '*' })
+    expect(again.status).toBe(200)
+    expect(again.cache).toBe('HIT')
+    expect(again.etag).toBeNull()
+  })
+})
