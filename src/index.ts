@@ -21,6 +21,7 @@ export {
   type ResolveInfoCacheControl,
 } from './policy/dynamic.js'
 export type { CacheHint, CacheScope } from './policy/policy.js'
+export type { MutationInvalidation } from './policy/schema-hints.js'
 export { type BreakerOptions, type BreakerStats, breakerDefaults } from './tiers/breaker.js'
 export { type MemoryTier, type MemoryTierOptions, memoryTier, memoryTierDefaults } from './tiers/memory.js'
 export type {

@@ -5,6 +5,7 @@ import type { ChangeSource } from './changes/source.js'
 import type { MetricsOptions } from './observability/metrics.js'
 import type { WarmOptions } from './plugin/warm.js'
 import type { CacheHint } from './policy/policy.js'
+import type { MutationInvalidation } from './policy/schema-hints.js'
 import type { BreakerOptions } from './tiers/breaker.js'
 import type { CacheBus, CacheTier } from './tiers/tier.js'
 
@@ -103,11 +104,13 @@ export interface StrataOptions<TContext = StrataContext> {
    */
   defaultKeyFields?: readonly string[]
   /**
-   * Types a mutation field invalidates, by coordinate: the config form of `@invalidates`.
+   * What a mutation field invalidates, by coordinate: the config form of `@invalidates`, either
+   * the types it changes or a {@link MutationInvalidation}. Replaces the field's directive.
    * @example { 'Mutation.deletePost': ['Post'] }
+   * @example { 'Mutation.archivePost': { entity: 'Post', keyArgs: ['input.id'] } }
    * @default {}
    */
-  invalidates?: Readonly<Record<string, readonly string[]>>
+  invalidates?: Readonly<Record<string, readonly string[] | MutationInvalidation>>
   /**
    * Invalidate the entities found in mutation results (their entity and collection tags).
    * @default true

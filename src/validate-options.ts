@@ -42,6 +42,34 @@ function checkNames(value: unknown, name: string, allowEmpty: boolean): void {
       fail(name, `contains ${describe(item)}, which is not a GraphQL name`)
 }
 
+/** A mutation field's invalidation: a list of types, or `{ types?, entity?, keyArgs? }`. */
+function checkInvalidation(value: unknown, name: string): void {
+  if (Array.isArray(value)) {
+    checkNames(value, name, false)
+    return
+  }
+  checkRecord(value, name)
+  for (const [property, given] of Object.entries(value)) {
+    if (property === 'types') checkNames(given, `${name}.types`, false)
+    else if (property === 'entity') {
+      if (typeof given !== 'string' || !NAME.test(given))
+        fail(`${name}.entity`, `must be the name of an object type, got ${describe(given)}`)
+    } else if (property === 'keyArgs') {
+      if (!Array.isArray(given) || given.length === 0)
+        fail(`${name}.keyArgs`, `must be a non-empty array of argument paths, got ${describe(given)}`)
+      for (const path of given)
+        if (typeof path !== 'string' || !path.split('.').every((step) => NAME.test(step)))
+          fail(
+            `${name}.keyArgs`,
+            `contains ${describe(path)}, which is not an argument path such as "id" or "input.id"`,
+          )
+    } else fail(`${name}.${property}`, 'is not an option of an invalidation (types, entity, keyArgs)')
+  }
+  if (value.types === undefined && value.entity === undefined)
+    fail(name, "names nothing: give it `types`, or an `entity` the field's arguments name")
+  if (value.keyArgs !== undefined && value.entity === undefined) fail(`${name}.keyArgs`, 'needs an `entity`')
+}
+
 function checkHint(hint: unknown, name: string): void {
   checkRecord(hint, name)
   for (const [property, value] of Object.entries(hint)) {
@@ -168,7 +196,7 @@ export function validateOptions(options: unknown): void {
           `invalidates["${coordinate}"]`,
           'must be a mutation field coordinate such as "Mutation.deletePost"',
         )
-      checkNames(types, `invalidates["${coordinate}"]`, false)
+      checkInvalidation(types, `invalidates["${coordinate}"]`)
     }
   }
   const version = options.schemaVersion

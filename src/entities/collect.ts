@@ -34,6 +34,8 @@ export interface CollectedFields {
 
 export interface CollectedField {
   readonly fieldName: string
+  /** The first of the field's nodes (its arguments). */
+  readonly node: FieldNode
   /** Sub-selections, when the field returns a composite type. */
   readonly group: FieldGroup | undefined
   /** Filled by the result walk on first use, then reused by every later result. */
@@ -84,6 +86,7 @@ export function fieldsFor(group: FieldGroup, type: GraphQLObjectType, scope: Col
     const first = fieldNodes[0] as FieldNode
     fields.set(responseKey, {
       fieldName: first.name.value,
+      node: first,
       group: subSets.length > 0 ? newGroup(subSets) : undefined,
     })
     if (!first.alias && !first.arguments?.length) plain.add(first.name.value)

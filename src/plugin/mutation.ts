@@ -1,7 +1,16 @@
-import { type DocumentNode, type ExecutionArgs, visit } from 'graphql'
+import {
+  type DocumentNode,
+  type ExecutionArgs,
+  type FieldNode,
+  type GraphQLField,
+  type GraphQLObjectType,
+  getArgumentValues,
+  visit,
+} from 'graphql'
 import { analyzeResult } from '../entities/analyze.js'
 import { fieldsFor } from '../entities/collect.js'
-import { collectionTag, tagsForTypeChange, typeTag } from '../entities/tags.js'
+import { collectionTag, tagsForEntityChange, tagsForTypeChange, typeTag } from '../entities/tags.js'
+import type { MutationTarget } from '../policy/schema-hints.js'
 import type { StrataEngine } from './engine.js'
 import { collectScope, type DonePayload, type ExecutePayload, isExecutionResult } from './execution.js'
 import type { OperationFacts, SchemaState } from './schema-state.js'
@@ -54,18 +63,54 @@ export function watchMutation(
         const path = error.path ?? []
         ;(path.length === 1 ? failed : erredBelow).add(path[0])
       }
-      for (const [responseKey, { fieldName }] of fieldsFor(group, mutationType, scope).fields) {
+      for (const [responseKey, { fieldName, node }] of fieldsFor(group, mutationType, scope).fields) {
         if (failed.has(responseKey)) continue
         // With `data` null, only fields an error came from ran (mutation fields run one by one, and
         // execution stops at the error that nulled it).
         if (!(result.data ? responseKey in result.data : erredBelow.has(responseKey))) continue
-        for (const typeName of state.hints.invalidatedTypes(fieldName) ?? []) {
-          for (const tag of tagsForTypeChange(typeName)) tags.add(tag)
-        }
+        const target = state.hints.mutationTarget(fieldName)
+        if (target) for (const tag of declaredTags(target, mutationType, node, args)) tags.add(tag)
       }
       await engine.invalidateTags([...tags])
     },
   }
+}
+
+/**
+ * The tags a field's `@invalidates` names: its types', and its entity's, keyed by the field's
+ * arguments as coerced for this execution. An entity whose key an argument leaves out (null, or
+ * not given) cannot be told apart from the others: its whole type is invalidated instead.
+ */
+function declaredTags(
+  target: MutationTarget,
+  mutationType: GraphQLObjectType,
+  node: FieldNode,
+  args: ExecutionArgs,
+): string[] {
+  const tags = target.types.flatMap(tagsForTypeChange)
+  const { entity } = target
+  if (!entity) return tags
+  const field = mutationType.getFields()[node.name.value] as GraphQLField<unknown, unknown>
+  const values = getArgumentValues(field, node, args.variableValues ?? undefined)
+  const typeWide = () => [...tags, ...tagsForTypeChange(entity.typeName)]
+  const keys: unknown[] = []
+  for (const { steps, leaf } of entity.paths) {
+    const value = steps.reduce<unknown>((at, step) => (at as Record<string, unknown> | null)?.[step], values)
+    if (value === null || value === undefined) return typeWide()
+    keys.push(
+      Array.isArray(value)
+        ? value.map((one) => (one === null || one === undefined ? one : leaf.serialize(one)))
+        : leaf.serialize(value),
+    )
+  }
+  const [only] = keys
+  if (!Array.isArray(only)) return [...tags, ...tagsForEntityChange(entity.typeName, keys)]
+  // A list (the key has one field): each value names an entity.
+  for (const key of only) {
+    if (key === null || key === undefined) return typeWide()
+    tags.push(...tagsForEntityChange(entity.typeName, [key]))
+  }
+  return tags
 }
 
 const inlined = new WeakMap<DocumentNode, DocumentNode>()

@@ -20,13 +20,15 @@ directive @cacheControl(
 `
 
 /**
- * `@invalidates(types: ["Post"])` on a mutation field: when the field resolves without
- * error, every cached result that depends on those types is invalidated, even if the
- * mutation's result carries no entity (e.g. `deletePost(id: ID!): Boolean`). A field
- * that fails invalidates nothing, so an unauthorized caller cannot purge the cache.
+ * `@invalidates` on a mutation field: when the field resolves without error, what it names is
+ * invalidated, even if the mutation's result carries no entity (e.g. `deletePost(id: ID!): Boolean`).
+ * `types: ["Post"]`: every cached result that depends on a Post. `entity: "Post"`: the one Post
+ * its arguments name (by default the arguments named like Post's key fields; `keyArgs: ["input.id"]`
+ * says where they are), and lists of Posts. A field that fails invalidates nothing, so an
+ * unauthorized caller cannot purge the cache.
  */
 export const invalidatesDirectiveSdl = /* GraphQL */ `
-directive @invalidates(types: [String!]!) on FIELD_DEFINITION
+directive @invalidates(types: [String!], entity: String, keyArgs: [String!]) on FIELD_DEFINITION
 `
 
 /** Both directives, ready to prepend to your SDL. */

@@ -2,11 +2,17 @@ import { getDirective } from '@graphql-tools/utils'
 import {
   type GraphQLCompositeType,
   type GraphQLField,
+  type GraphQLInputType,
+  type GraphQLLeafType,
   type GraphQLNamedType,
   type GraphQLObjectType,
   type GraphQLSchema,
   getNamedType,
+  getNullableType,
   isCompositeType,
+  isInputObjectType,
+  isLeafType,
+  isListType,
   isObjectType,
 } from 'graphql'
 import { StrataSchemaError } from '../errors.js'
@@ -27,8 +33,8 @@ export interface SchemaHints {
   readonly defaultMaxAge: number
   /** Key fields of an object type, or `undefined` when its objects are not entities. */
   keyFields(typeName: string): readonly string[] | undefined
-  /** Types a mutation field declares it invalidates (`@invalidates`), if any. */
-  invalidatedTypes(fieldName: string): readonly string[] | undefined
+  /** What a mutation field declares it invalidates (`@invalidates`), if anything. */
+  mutationTarget(fieldName: string): MutationTarget | undefined
   /** Concrete object types a named composite type may resolve to. */
   possibleTypeNames(type: GraphQLCompositeType): readonly string[]
 }
@@ -39,7 +45,34 @@ export interface SchemaHintOptions {
   hints: Readonly<Record<string, CacheHint>>
   keyFields: Readonly<Record<string, readonly string[]>>
   defaultKeyFields: readonly string[]
-  invalidates: Readonly<Record<string, readonly string[]>>
+  invalidates: Readonly<Record<string, readonly string[] | MutationInvalidation>>
+}
+
+/** What a mutation field invalidates when it succeeds: the arguments of `@invalidates`. */
+export interface MutationInvalidation {
+  /** Everything that depends on these types (tags `Type` and `Type:*`). */
+  types?: readonly string[]
+  /** The one object of this type the field's arguments name (tags `Type:key` and `Type`). */
+  entity?: string
+  /**
+   * Where the entity's key values are among the field's arguments, one path per key field, in
+   * the key fields' order (`id`, `input.id`); a list argument names several entities.
+   * Default: the arguments named like the key fields.
+   */
+  keyArgs?: readonly string[]
+}
+
+/** A mutation field's declared invalidation, checked against the schema. */
+export interface MutationTarget {
+  readonly types: readonly string[]
+  readonly entity?: {
+    readonly typeName: string
+    /**
+     * Per key field, the argument path to its value, and the value's type: a key is compared as
+     * results show it (serialized), so an argument's value is serialized by it.
+     */
+    readonly paths: readonly { readonly steps: readonly string[]; readonly leaf: GraphQLLeafType }[]
+  }
 }
 
 type DirectiveCarrier = Parameters<typeof getDirective>[1]
@@ -114,20 +147,21 @@ export function buildSchemaHints(schema: GraphQLSchema, options: SchemaHintOptio
     keyFieldsByType.set(type.name, wanted.every((name) => fields[name]) ? wanted : undefined)
   }
 
-  const mutationTargets = new Map<string, readonly string[]>()
+  const mutationTargets = new Map<string, MutationTarget>()
   const mutationType = schema.getMutationType()
   for (const field of Object.values(mutationType?.getFields() ?? {})) {
-    const fromDirective = getDirective(schema, field, 'invalidates')?.[0] as { types?: string[] } | undefined
-    const types = options.invalidates[`${mutationType?.name}.${field.name}`] ?? fromDirective?.types
-    if (!types) continue
-    for (const typeName of types) {
-      if (!schema.getType(typeName)) {
-        throw new StrataSchemaError(
-          `@invalidates on ${mutationType?.name}.${field.name} names type "${typeName}", which the schema does not define`,
-        )
-      }
+    const coordinate = `${mutationType?.name}.${field.name}`
+    const configured = options.invalidates[coordinate]
+    const declared = Array.isArray(configured)
+      ? { types: configured as readonly string[] }
+      : ((configured as MutationInvalidation | undefined) ??
+        (getDirective(schema, field, 'invalidates')?.[0] as MutationInvalidation | undefined))
+    if (declared) {
+      mutationTargets.set(
+        field.name,
+        mutationTarget(schema, field, coordinate, declared, (name) => keyFieldsByType.get(name)),
+      )
     }
-    mutationTargets.set(field.name, types)
   }
 
   const possible = new Map<string, readonly string[]>()
@@ -138,7 +172,7 @@ export function buildSchemaHints(schema: GraphQLSchema, options: SchemaHintOptio
     typeHint,
     defaultMaxAge: options.defaultMaxAge,
     keyFields: (typeName) => keyFieldsByType.get(typeName),
-    invalidatedTypes: (fieldName) => mutationTargets.get(fieldName),
+    mutationTarget: (fieldName) => mutationTargets.get(fieldName),
     possibleTypeNames(type) {
       let names = possible.get(type.name)
       if (!names) {
@@ -194,4 +228,65 @@ function validateCoordinates(schema: GraphQLSchema, options: SchemaHintOptions):
       )
     }
   }
+}
+
+/** Checks a field's `@invalidates` against the schema; the error names the field and what is wrong. */
+function mutationTarget(
+  schema: GraphQLSchema,
+  field: GraphQLField<unknown, unknown>,
+  coordinate: string,
+  declared: MutationInvalidation,
+  keyFields: (typeName: string) => readonly string[] | undefined,
+): MutationTarget {
+  const fail: (problem: string) => never = (problem) => {
+    throw new StrataSchemaError(`@invalidates on ${coordinate} ${problem}`)
+  }
+  const types = declared.types ?? []
+  for (const typeName of types) {
+    if (!schema.getType(typeName)) fail(`names type "${typeName}", which the schema does not define`)
+  }
+  if (declared.entity === undefined || declared.entity === null) {
+    if (types.length === 0) fail('names nothing: give it `types`, or an `entity` its arguments name')
+    return { types }
+  }
+  const typeName = declared.entity
+  const type = schema.getType(typeName)
+  if (!isObjectType(type)) fail(`names entity "${typeName}", which is not an object type of the schema`)
+  const keys = keyFields(typeName)
+  if (!keys) return fail(`names entity "${typeName}", whose objects have no key fields (see \`keyFields\`)`)
+  const keyArgs = declared.keyArgs ?? keys
+  if (keyArgs.length !== keys.length) {
+    fail(`gives ${keyArgs.length} keyArgs for ${typeName}, whose key has ${keys.length} fields`)
+  }
+  const paths = keyArgs.map((path) => {
+    const steps = path.split('.')
+    const leaf = argumentLeaf(field, steps, keyArgs.length === 1)
+    if (typeof leaf === 'string')
+      return fail(`cannot take ${typeName}'s key from argument "${path}": ${leaf}`)
+    return { steps, leaf }
+  })
+  return { types, entity: { typeName, paths } }
+}
+
+/** The type of the key value `steps` lead to through `field`'s arguments, or why there is none. */
+function argumentLeaf(
+  field: GraphQLField<unknown, unknown>,
+  steps: readonly string[],
+  listAllowed: boolean,
+): GraphQLLeafType | string {
+  const [first, ...rest] = steps
+  let type: GraphQLInputType | undefined = field.args.find((arg) => arg.name === first)?.type
+  if (!type) return `${field.name} has no argument "${first}"`
+  for (const step of rest) {
+    const named: GraphQLInputType = getNullableType(type)
+    if (!isInputObjectType(named)) return `"${step}" is not a field of an input object`
+    type = named.getFields()[step]?.type
+    if (!type) return `${named.name} has no field "${step}"`
+  }
+  let leaf = getNullableType(type)
+  if (isListType(leaf)) {
+    if (!listAllowed) return 'a list names several entities, which a composite key cannot pair up'
+    leaf = getNullableType(leaf.ofType)
+  }
+  return isLeafType(leaf) ? leaf : 'it is not a scalar or enum value (or a list of them)'
 }

@@ -33,6 +33,27 @@ const bad: [string, Record<string, unknown>, RegExp][] = [
     { tenant: false, invalidates: { deletePost: ['Post'] } },
     /mutation field coordinate/,
   ],
+  [
+    'invalidates["Mutation.m"].keyArgs',
+    { tenant: false, invalidates: { 'Mutation.m': { entity: 'Post', keyArgs: ['input..id'] } } },
+    /not an argument path/,
+  ],
+  [
+    'invalidates["Mutation.m"].keyArgs',
+    { tenant: false, invalidates: { 'Mutation.m': { types: ['Post'], keyArgs: ['id'] } } },
+    /needs an `entity`/,
+  ],
+  [
+    'invalidates["Mutation.m"].entity',
+    { tenant: false, invalidates: { 'Mutation.m': { entity: ['Post'] } } },
+    /name of an object type/,
+  ],
+  ['invalidates["Mutation.m"]', { tenant: false, invalidates: { 'Mutation.m': {} } }, /names nothing/],
+  [
+    'invalidates["Mutation.m"].type',
+    { tenant: false, invalidates: { 'Mutation.m': { type: 'Post' } } },
+    /not an option of an invalidation/,
+  ],
   ['keyPrefix', { tenant: false, keyPrefix: 'a:b' }, /letters, digits/],
   ['header', { tenant: false, header: 'x cache' }, /header name/],
   ['logger', { tenant: false, logger: {} }, /pino logger/],
