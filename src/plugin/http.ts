@@ -96,6 +96,8 @@ export class HttpReporter {
       const etag = this.#etagOf(request, outcomes)
       if (etag !== undefined) response.headers.set('etag', etag)
     }
+    // The tag belongs to this response: the same Request object handled again gets its new result's.
+    this.#etags.delete(request)
   }
 
   /**

@@ -1,3 +1,4 @@
+import { createYoga } from 'graphql-yoga'
 import { afterEach, describe, expect, it } from 'vitest'
 import { memoryTier, type StrataOptions, useStrata } from '../../src/index.js'
 import { BlogStore, blogSchema } from '../support/blog.js'
@@ -132,5 +133,27 @@ describe('entity tags and conditional GETs, through Yoga over HTTP', () => {
     expect(again.status).toBe(200)
     expect(again.cache).toBe('HIT')
     expect(again.etag).toBeNull()
+  })
+
+  it('a Request object handled again gets the tag of its new result, not the one computed the first time', async () => {
+    // Server-side code may hand Yoga the same (GET) Request more than once (a prefetch, a probe).
+    const store = new BlogStore()
+    const plugin = useStrata<Ctx>({ tenant: false, tiers: [memoryTier()] })
+    plugins.push(plugin)
+    const yoga = createYoga({ schema: blogSchema(store), plugins: [plugin as never], logging: false })
+    const url = `http://localhost/graphql?query=${encodeURIComponent(posts)}`
+    const accept = 'application/graphql-response+json'
+    const first = await yoga.fetch(url, { headers: { accept } })
+    const etag = first.headers.get('etag') as string
+    const request = new Request(url, { headers: { accept, 'if-none-match': etag } })
+    expect((await yoga.fetch(request)).status).toBe(304)
+
+    const post = store.posts.get('1')
+    if (post) post.title = 'Changed'
+    await plugin.strata.invalidateTypes(['Post'])
+    const again = await yoga.fetch(request)
+    expect(again.status).toBe(200)
+    expect(await again.text()).toContain('Changed')
+    expect(again.headers.get('etag')).not.toBe(etag)
   })
 })
