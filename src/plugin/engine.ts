@@ -311,13 +311,14 @@ export class StrataEngine {
     this.observer?.outcome('hit', name, hit.tier, null)
     const now = Date.now()
     const ttl = Math.max(0, Math.floor((hit.entry.expiresAt - now) / 1000))
+    const result = resultFromBody(hit.entry.body)
     this.http.record(context, {
       status: 'HIT',
       httpPolicy: ttl > 0 ? { maxAge: ttl, scope: hit.entry.scope } : null,
       body: hit.entry.body,
       entry: hit.entry,
+      result,
     })
-    const result = resultFromBody(hit.entry.body)
     if (this.settings.debug) {
       const age = Math.floor((now - hit.entry.createdAt) / 1000)
       result.extensions = { strata: { hit: true, tier: hit.tier, ttl, age } }

@@ -10,6 +10,8 @@ export interface Outcome {
   body?: string
   /** The stored entry the body came from: a memory tier serves the same object, whose tag is kept. */
   entry?: object
+  /** The result handed to execution: a tag is sent only if Yoga sends this result (or a copy of it). */
+  result?: object
 }
 
 /** Minimal shape of the Yoga `onResponse` payload we use (no runtime dependency on Yoga). */
@@ -21,6 +23,7 @@ export interface ResponsePayload {
 /** Minimal shape of the Yoga `onResultProcess` payload we use. */
 export interface ResultProcessPayload {
   request: Request
+  result: unknown
   resultProcessor?: unknown
   setResultProcessor(
     processor: (result: unknown, fetchAPI: { Response: typeof Response }) => Response,
@@ -72,8 +75,14 @@ export class HttpReporter {
    * A GET whose `if-none-match` names the response's entity tag is answered `304 Not Modified`
    * (RFC 9110 §13.1.2: the client's copy is current); the other methods are answered in full.
    */
-  onResultProcess({ request, resultProcessor, setResultProcessor }: ResultProcessPayload): void {
-    if (!this.#etag || request.method !== 'GET' || resultProcessor === undefined) return
+  onResultProcess({ request, result, resultProcessor, setResultProcessor }: ResultProcessPayload): void {
+    if (!this.#etag) return
+    const outcomes = this.#outcomes.get(request)
+    // Another plugin replaced the result (an error instead), execution failed after Strata served it,
+    // or a batch's array is sent: the cached body is not what goes out, so it has no tag.
+    const only = outcomes?.length === 1 ? outcomes[0] : undefined
+    if (only && !isServed(result, only.result)) only.body = undefined
+    if (request.method !== 'GET' || resultProcessor === undefined) return
     const condition = request.headers.get('if-none-match')
     if (condition === null) return
     const etag = this.#etagOf(request)
@@ -139,6 +148,19 @@ function combinedStatus(outcomes: readonly Outcome[]): Outcome['status'] {
     if (outcome.status === 'BYPASS') status = 'BYPASS'
   }
   return status
+}
+
+/**
+ * Whether the result Yoga is about to send is the one Strata served: the same object, or a copy with
+ * the same data and errors (a plugin that adds `extensions` copies the result).
+ */
+function isServed(processed: unknown, served: object | undefined): boolean {
+  if (served === undefined || typeof processed !== 'object' || processed === null) return false
+  if (processed === served) return true
+  if (Array.isArray(processed)) return false
+  const copy = processed as { data?: unknown; errors?: unknown }
+  const original = served as { data?: unknown; errors?: unknown }
+  return copy.data === original.data && copy.errors === original.errors
 }
 
 /** `if-none-match` by weak comparison: `*`, or a listed tag with the same opaque part. */

@@ -7,6 +7,7 @@ import { isPromise } from '../tiers/tier.js'
 import { withBody } from './cached-result.js'
 import type { StrataEngine } from './engine.js'
 import { collectScope, type DonePayload, type ExecutePayload, isExecutionResult } from './execution.js'
+import type { Outcome } from './http.js'
 import type { OperationFacts, SchemaState } from './schema-state.js'
 import type { Flight } from './single-flight.js'
 
@@ -198,11 +199,8 @@ class MissRun {
       skip === 'invalidated-during-execution' ||
       skip === 'not-analysable' ||
       skip === 'ambiguous-dynamic-hint'
-    engine.http.record(args.contextValue, {
-      status: 'MISS',
-      httpPolicy: errors.length > 0 || stale ? null : policy,
-      body,
-    })
+    const outcome: Outcome = { status: 'MISS', httpPolicy: errors.length > 0 || stale ? null : policy, body }
+    engine.http.record(args.contextValue, outcome)
     let stored = false
     if (skip !== undefined) {
       bump(stats.skippedStores, skip)
@@ -225,7 +223,9 @@ class MissRun {
     if (settings.debug) {
       stripped.extensions = { ...stripped.extensions, strata: { hit: false, ttl: policy?.maxAge ?? 0 } }
     }
-    setResult(stripped.errors || stripped.extensions ? stripped : withBody(stripped, body))
+    const served = stripped.errors || stripped.extensions ? stripped : withBody(stripped, body)
+    outcome.result = served
+    setResult(served)
     return stored ? body : undefined
   }
 }

@@ -1,4 +1,5 @@
-import { createYoga } from 'graphql-yoga'
+import { GraphQLError } from 'graphql'
+import { createYoga, type Plugin } from 'graphql-yoga'
 import { afterEach, describe, expect, it } from 'vitest'
 import { memoryTier, type StrataOptions, useStrata } from '../../src/index.js'
 import { BlogStore, blogSchema } from '../support/blog.js'
@@ -13,9 +14,17 @@ afterEach(async () => {
 
 type Ctx = { request: Request }
 
-async function start(options: Partial<StrataOptions<Ctx>> = {}, store = new BlogStore()) {
+async function start(
+  options: Partial<StrataOptions<Ctx>> = {},
+  store = new BlogStore(),
+  others: Plugin[] = [],
+) {
   const plugin = useStrata<Ctx>({ tenant: false, tiers: [memoryTier()], ...options } as StrataOptions<Ctx>)
-  const server = await startServer({ schema: blogSchema(store), plugins: [plugin as never], batching: true })
+  const server = await startServer({
+    schema: blogSchema(store),
+    plugins: [plugin as never, ...others],
+    batching: true,
+  })
   servers.push(server)
   plugins.push(plugin)
   return { server, store, strata: plugin.strata }
@@ -155,5 +164,56 @@ describe('entity tags and conditional GETs, through Yoga over HTTP', () => {
     expect(again.status).toBe(200)
     expect(await again.text()).toContain('Changed')
     expect(again.headers.get('etag')).not.toBe(etag)
+  })
+
+  it('no 304 and no tag when the result Yoga sends is not the one Strata served (replaced, failed, batched)', async () => {
+    // A plugin that refuses the request after execution (access revoked), one that fails after it,
+    // and a batch of one operation (its response is an array): none of them sends the cached body.
+    const refuse: Plugin = {
+      onExecutionResult({ request, setResult }) {
+        if (request.headers.get('x-revoked')) setResult({ errors: [new GraphQLError('Forbidden')] })
+      },
+    }
+    const fail: Plugin = {
+      onExecute: () => ({
+        onExecuteDone() {
+          throw new Error('late failure')
+        },
+      }),
+    }
+    // A plugin that only adds extensions (a trace id) copies the result: the tag still holds (weak).
+    const trace: Plugin = {
+      onExecutionResult({ result, setResult }) {
+        if (!Array.isArray(result)) setResult({ ...result, extensions: { trace: 'abc' } } as never)
+      },
+    }
+    const { server } = await start({}, new BlogStore(), [refuse])
+    const first = await get(server, posts)
+    const etag = first.etag as string
+    const traced = await start({}, new BlogStore(), [trace])
+    await get(traced.server, posts)
+    const tracedHit = await get(traced.server, posts, { 'if-none-match': etag })
+    expect(tracedHit.cache).toBe('HIT')
+    expect(tracedHit.status).toBe(304)
+
+    const revoked = await get(server, posts, { 'if-none-match': etag, 'x-revoked': '1' })
+    expect(revoked.status).toBe(200)
+    expect(revoked.text).toContain('Forbidden')
+    expect(revoked.etag).toBeNull()
+    expect((await get(server, posts, { 'x-revoked': '1' })).etag).toBeNull()
+
+    const failing = await start({}, new BlogStore(), [fail])
+    const failed = await get(failing.server, posts, { 'if-none-match': etag })
+    expect(failed.status).not.toBe(304)
+    expect(failed.text).toContain('errors')
+    expect(failed.etag).toBeNull()
+
+    const batch = await fetch(server.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify([{ query: posts }]),
+    })
+    expect(await batch.json()).toHaveLength(1)
+    expect(batch.headers.get('etag')).toBeNull()
   })
 })
