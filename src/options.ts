@@ -167,7 +167,8 @@ export interface StrataOptions<TContext = StrataContext> {
   /**
    * Send a weak `etag` with every cacheable single-result response (Yoga only), and answer a GET
    * whose `if-none-match` names it with `304 Not Modified`. The tag is a hash of the result's data
-   * and errors, so it changes whenever the result does, not when the entry is merely re-stored.
+   * and errors (and of the JSON media type it is sent as; streams get none), so it changes whenever
+   * the result does, not when the entry is merely re-stored.
    * @default true
    */
   etag?: boolean

@@ -18,17 +18,14 @@ export interface Outcome {
 export interface ResponsePayload {
   request: Request
   response: Response
+  /** Replaces the response (`@whatwg-node/server`, which Yoga runs on). */
+  setResponse?(response: Response): void
 }
 
 /** Minimal shape of the Yoga `onResultProcess` payload we use. */
 export interface ResultProcessPayload {
   request: Request
   result: unknown
-  resultProcessor?: unknown
-  setResultProcessor(
-    processor: (result: unknown, fetchAPI: { Response: typeof Response }) => Response,
-    acceptedMediaType: string,
-  ): void
 }
 
 /** One reporter's settings: which headers it writes. */
@@ -48,8 +45,8 @@ export interface HttpReporterSettings {
  */
 export class HttpReporter {
   readonly #outcomes = new WeakMap<object, Outcome[]>()
-  /** The entity tag of each request's response, and of each entry served, once computed. */
-  readonly #etags = new WeakMap<object, string>()
+  /** The hash of each entry served, once computed. */
+  readonly #hashes = new WeakMap<object, string>()
   readonly #header: string | false
   readonly #cacheControl: boolean
   readonly #allowPublic: boolean
@@ -72,25 +69,23 @@ export class HttpReporter {
   }
 
   /**
-   * A GET whose `if-none-match` names the response's entity tag is answered `304 Not Modified`
-   * (RFC 9110 §13.1.2: the client's copy is current); the other methods are answered in full.
+   * Another plugin replaced the result (an error instead), execution failed after Strata served it,
+   * or a batch's array is sent: the cached body is not what goes out, so it has no tag.
    */
-  onResultProcess({ request, result, resultProcessor, setResultProcessor }: ResultProcessPayload): void {
+  onResultProcess({ request, result }: ResultProcessPayload): void {
     if (!this.#etag) return
     const outcomes = this.#outcomes.get(request)
-    // Another plugin replaced the result (an error instead), execution failed after Strata served it,
-    // or a batch's array is sent: the cached body is not what goes out, so it has no tag.
     const only = outcomes?.length === 1 ? outcomes[0] : undefined
     if (only && !isServed(result, only.result)) only.body = undefined
-    if (request.method !== 'GET' || resultProcessor === undefined) return
-    const condition = request.headers.get('if-none-match')
-    if (condition === null) return
-    const etag = this.#etagOf(request)
-    if (etag === undefined || !matches(condition, etag)) return
-    setResultProcessor((_, fetchAPI) => new fetchAPI.Response(null, { status: 304 }), 'application/json')
   }
 
-  onResponse({ request, response }: ResponsePayload): void {
+  /**
+   * Writes the headers; a GET whose `if-none-match` names the response's entity tag is answered
+   * `304 Not Modified` (RFC 9110 §13.1.2: the client's copy is current) with the headers the 200
+   * carries but its content's; the other methods are answered in full. Decided on the response Yoga
+   * built, whose status and media type (JSON, or a stream) are known only here.
+   */
+  onResponse({ request, response, setResponse }: ResponsePayload): void {
     const outcomes = this.#outcomes.get(request)
     if (!outcomes) {
       if (this.#header && isGraphQLResponse(response)) response.headers.set(this.#header, 'BYPASS')
@@ -101,31 +96,34 @@ export class HttpReporter {
     if (this.#cacheControl && !response.headers.has('cache-control')) {
       response.headers.set('cache-control', this.#cacheControlValue(outcomes))
     }
-    if (this.#etag && (response.status === 200 || response.status === 304) && !response.headers.has('etag')) {
-      const etag = this.#etagOf(request, outcomes)
-      if (etag !== undefined) response.headers.set('etag', etag)
-    }
-    // The tag belongs to this response: the same Request object handled again gets its new result's.
-    this.#etags.delete(request)
+    if (!this.#etag || response.status !== 200 || response.headers.has('etag')) return
+    const etag = this.#etagOf(outcomes, response.headers.get('content-type'))
+    if (etag === undefined) return
+    response.headers.set('etag', etag)
+    const condition = request.method === 'GET' ? request.headers.get('if-none-match') : null
+    if (condition !== null && setResponse && matches(condition, etag)) setResponse(notModified(response))
   }
 
   /**
-   * A weak entity tag over the data and errors of a single cacheable result: equal tags mean equal
-   * results, whichever instance or tier served them (weak: other plugins may add per-request
-   * `extensions`). None for a batch, or for a response that may not be cached.
+   * A weak entity tag over the data and errors of a single cacheable result and the JSON media type
+   * it is sent as: equal tags mean equal results, whichever instance or tier served them (weak: other
+   * plugins may add per-request `extensions`). None for a batch, a response that may not be cached,
+   * or a stream (server-sent events, multipart): another representation, which is never revalidated.
    */
-  #etagOf(request: object, outcomes = this.#outcomes.get(request)): string | undefined {
-    const known = this.#etags.get(request)
-    if (known !== undefined) return known
-    const only = outcomes?.length === 1 ? outcomes[0] : undefined
-    if (only?.body === undefined || !only.httpPolicy || only.httpPolicy.maxAge <= 0) return undefined
-    let etag = only.entry && this.#etags.get(only.entry)
-    if (etag === undefined) {
-      etag = `W/"${createHash('sha1').update(only.body).digest('base64url')}"`
-      if (only.entry) this.#etags.set(only.entry, etag)
+  #etagOf(outcomes: readonly Outcome[], contentType: string | null): string | undefined {
+    const type = contentType?.split(';')[0]?.trim().toLowerCase()
+    const suffix =
+      type === 'application/graphql-response+json' ? '' : type === 'application/json' ? '.j' : undefined
+    const only = outcomes.length === 1 ? outcomes[0] : undefined
+    if (suffix === undefined || only?.body === undefined || !only.httpPolicy || only.httpPolicy.maxAge <= 0) {
+      return undefined
     }
-    this.#etags.set(request, etag)
-    return etag
+    let hash = only.entry && this.#hashes.get(only.entry)
+    if (hash === undefined) {
+      hash = createHash('sha1').update(only.body).digest('base64url')
+      if (only.entry) this.#hashes.set(only.entry, hash)
+    }
+    return `W/"${hash}${suffix}"`
   }
 
   #cacheControlValue(outcomes: readonly Outcome[]): string {
@@ -161,6 +159,13 @@ function isServed(processed: unknown, served: object | undefined): boolean {
   const copy = processed as { data?: unknown; errors?: unknown }
   const original = served as { data?: unknown; errors?: unknown }
   return copy.data === original.data && copy.errors === original.errors
+}
+
+/** The 304 for a 200: its headers (cache-control, etag, vary, ...) without those of its content. */
+function notModified(response: Response): Response {
+  const headers = new Headers(response.headers)
+  for (const name of ['content-type', 'content-length', 'content-encoding']) headers.delete(name)
+  return new Response(null, { status: 304, headers })
 }
 
 /** `if-none-match` by weak comparison: `*`, or a listed tag with the same opaque part. */

@@ -216,4 +216,26 @@ describe('entity tags and conditional GETs, through Yoga over HTTP', () => {
     expect(await batch.json()).toHaveLength(1)
     expect(batch.headers.get('etag')).toBeNull()
   })
+
+  it('the tag names the representation: another media type has another tag, and a stream is never answered 304', async () => {
+    const { server } = await start()
+    const first = await get(server, posts)
+    const etag = first.etag as string
+    // application/json is another representation of the result (another content-type): another tag.
+    const json = await get(server, posts, { accept: 'application/json' })
+    expect(json.etag).toMatch(/^W\//)
+    expect(json.etag).not.toBe(etag)
+    expect((await get(server, posts, { accept: 'application/json', 'if-none-match': etag })).status).toBe(200)
+    expect(
+      (await get(server, posts, { accept: 'application/json', 'if-none-match': json.etag as string })).status,
+    ).toBe(304)
+    // Server-sent events and multipart: framed otherwise (and Yoga sends `cache-control: no-cache` with
+    // a stream); the JSON tag must not validate them, and they carry none.
+    for (const accept of ['text/event-stream', 'multipart/mixed']) {
+      const stream = await get(server, posts, { accept, 'if-none-match': etag })
+      expect(stream.status).toBe(200)
+      expect(stream.text).toContain('Post 1')
+      expect(stream.etag).toBeNull()
+    }
+  })
 })
