@@ -20,6 +20,8 @@ export interface ResponsePayload {
   response: Response
   /** Replaces the response (`@whatwg-node/server`, which Yoga runs on). */
   setResponse?(response: Response): void
+  /** The server's fetch API, whose `Response` the replacement is built with. */
+  fetchAPI?: { Response: typeof Response; Headers: typeof Headers }
 }
 
 /** Minimal shape of the Yoga `onResultProcess` payload we use. */
@@ -85,7 +87,7 @@ export class HttpReporter {
    * carries but its content's; the other methods are answered in full. Decided on the response Yoga
    * built, whose status and media type (JSON, or a stream) are known only here.
    */
-  onResponse({ request, response, setResponse }: ResponsePayload): void {
+  onResponse({ request, response, setResponse, fetchAPI }: ResponsePayload): void {
     const outcomes = this.#outcomes.get(request)
     if (!outcomes) {
       if (this.#header && isGraphQLResponse(response)) response.headers.set(this.#header, 'BYPASS')
@@ -101,7 +103,9 @@ export class HttpReporter {
     if (etag === undefined) return
     response.headers.set('etag', etag)
     const condition = request.method === 'GET' ? request.headers.get('if-none-match') : null
-    if (condition !== null && setResponse && matches(condition, etag)) setResponse(notModified(response))
+    if (condition !== null && setResponse && matches(condition, etag)) {
+      setResponse(notModified(response, fetchAPI ?? { Response, Headers }))
+    }
   }
 
   /**
@@ -162,10 +166,13 @@ function isServed(processed: unknown, served: object | undefined): boolean {
 }
 
 /** The 304 for a 200: its headers (cache-control, etag, vary, ...) without those of its content. */
-function notModified(response: Response): Response {
-  const headers = new Headers(response.headers)
+function notModified(
+  response: Response,
+  fetchAPI: { Response: typeof Response; Headers: typeof Headers },
+): Response {
+  const headers = new fetchAPI.Headers(response.headers)
   for (const name of ['content-type', 'content-length', 'content-encoding']) headers.delete(name)
-  return new Response(null, { status: 304, headers })
+  return new fetchAPI.Response(null, { status: 304, headers })
 }
 
 /** `if-none-match` by weak comparison: `*`, or a listed tag with the same opaque part. */
