@@ -96,7 +96,11 @@ export class HttpReporter {
     this.#outcomes.delete(request)
     if (this.#header) response.headers.set(this.#header, combinedStatus(outcomes))
     if (this.#cacheControl && !response.headers.has('cache-control')) {
-      response.headers.set('cache-control', this.#cacheControlValue(outcomes))
+      const value = this.#cacheControlValue(outcomes)
+      response.headers.set('cache-control', value)
+      // Yoga answers one URL as JSON, GraphQL response JSON, server-sent events or multipart, by the
+      // request's Accept: an HTTP cache allowed to store the answer must key it by Accept too.
+      if (value !== 'no-store') varyOn(response.headers, 'accept')
     }
     if (!this.#etag || response.status !== 200 || response.headers.has('etag')) return
     const etag = this.#etagOf(outcomes, response.headers.get('content-type'))
@@ -163,6 +167,15 @@ function isServed(processed: unknown, served: object | undefined): boolean {
   const copy = processed as { data?: unknown; errors?: unknown }
   const original = served as { data?: unknown; errors?: unknown }
   return copy.data === original.data && copy.errors === original.errors
+}
+
+/** Adds `name` to the response's `vary` (which CORS may already have set), once. */
+function varyOn(headers: Headers, name: string): void {
+  const vary = headers.get('vary')
+  if (vary === null) headers.set('vary', name)
+  else if (!vary.split(',').some((one) => ['*', name].includes(one.trim().toLowerCase()))) {
+    headers.set('vary', `${vary}, ${name}`)
+  }
 }
 
 /** The 304 for a 200: its headers (cache-control, etag, vary, ...) without those of its content. */

@@ -104,6 +104,21 @@ describe('entity tags and conditional GETs, through Yoga over HTTP', () => {
     expect(onB.etag).toBe(fromA.etag)
   })
 
+  it('a cacheable response varies on Accept, beside what CORS varies on; one that may not be stored does not', async () => {
+    const { server } = await start()
+    const response = await fetch(`${server.url}?query=${encodeURIComponent(posts)}`, {
+      headers: { accept: 'application/graphql-response+json', origin: 'http://example.test' },
+    })
+    expect(response.headers.get('cache-control')).toMatch(/^max-age=/)
+    const vary = (response.headers.get('vary') ?? '').split(',').map((name) => name.trim().toLowerCase())
+    expect(vary).toContain('accept')
+    expect(vary.filter((name) => name === 'accept')).toHaveLength(1)
+    expect(vary).toContain('origin') // Yoga's CORS: kept
+    const uncacheable = await fetch(`${server.url}?query=${encodeURIComponent('{ uncached }')}`)
+    expect(uncacheable.headers.get('cache-control')).toBe('no-store')
+    expect(uncacheable.headers.get('vary') ?? '').not.toMatch(/accept/i)
+  })
+
   it('a POST is answered in full (If-None-Match is honoured on GET only), with the same tag', async () => {
     const { server } = await start()
     const first = await get(server, posts)
