@@ -122,6 +122,13 @@ export interface StrataOptions<TContext = StrataContext> {
    */
   enabled?: (info: RequestInfo<TContext>) => boolean
   /**
+   * Per-request forced refresh: `true` skips the lookup and executes; the result is then stored as
+   * on any miss, replacing the entry, and concurrent identical requests share it. Gate it (an
+   * editor's preview, a trusted client's header): every refreshing request executes.
+   * @default () => false
+   */
+  refresh?: (info: RequestInfo<TContext>) => boolean
+  /**
    * Store results that carry errors (partial data). Off by default: errors are often transient.
    * @default false
    */

@@ -99,6 +99,7 @@ const KNOWN = new Set([
   'invalidates',
   'invalidateOnMutation',
   'enabled',
+  'refresh',
   'cacheErrors',
   'dynamicHints',
   'maxEntryBytes',
@@ -132,7 +133,7 @@ export function validateOptions(options: unknown): void {
     )
   }
   if (options.tenant !== false) checkFunction(options, 'tenant', true)
-  for (const name of ['session', 'enabled', 'extraKeyData']) checkFunction(options, name)
+  for (const name of ['session', 'enabled', 'refresh', 'extraKeyData']) checkFunction(options, name)
   for (const name of [
     'invalidateOnMutation',
     'cacheErrors',

@@ -225,6 +225,8 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
       extra: options.extraKeyData?.(info),
     })
     const miss = { facts, state, key, tenant, session, operation }
+    // A forced refresh leads a new flight: requests arriving after it share its fresh result.
+    if (options.refresh?.(info)) return executeMiss(engine, payload, miss)
 
     const afterLookup = (hit: TieredHit | undefined) => {
       if (hit) return engine.serveHit(hit, context, payload.setResultAndStopExecution, operation)

@@ -143,6 +143,24 @@ describe('hits and misses through Yoga over HTTP', () => {
     expect(strata.stats().bypasses.disabled).toBe(2)
   })
 
+  it('a forced refresh skips the lookup, executes, and replaces the stored entry that later requests hit', async () => {
+    const { server, store } = await start({
+      refresh: ({ context }) => context.request.headers.get('x-refresh') === '1',
+    })
+    const q = '{ posts { id title } }'
+    await server.query(q)
+    expect((await server.query(q)).cache).toBe('HIT')
+    const post = store.posts.get('1')
+    if (post) post.title = 'Changed behind the cache'
+    const refreshed = await server.query(q, {}, { 'x-refresh': '1' })
+    expect(refreshed.cache).toBe('MISS')
+    expect(refreshed.text).toContain('Changed behind the cache')
+    const after = await server.query(q)
+    expect(after.cache).toBe('HIT')
+    expect(after.text).toBe(refreshed.text)
+    expect(store.calls.posts).toBe(2)
+  })
+
   it('uses a configurable header name and sends cache-control', async () => {
     const { server } = await start({ header: 'x-cache' })
     const res = await server.query('{ posts { id } }')

@@ -58,6 +58,7 @@ const bad: [string, Record<string, unknown>, RegExp][] = [
   ['header', { tenant: false, header: 'x cache' }, /header name/],
   ['logger', { tenant: false, logger: {} }, /pino logger/],
   ['session', { tenant: false, session: 'user' }, /must be a function/],
+  ['refresh', { tenant: false, refresh: true }, /must be a function/],
   ['debug', { tenant: false, debug: 'yes' }, /true or false/],
   ['etag', { tenant: false, etag: 'weak' }, /true or false/],
   ['dynamicHints', { tenant: false, dynamicHints: 'off' }, /true or false/],
