@@ -5,6 +5,7 @@ import {
   type GraphQLField,
   type GraphQLObjectType,
   getArgumentValues,
+  getVariableValues,
   visit,
 } from 'graphql'
 import { analyzeResult } from '../entities/analyze.js'
@@ -63,13 +64,17 @@ export function watchMutation(
         const path = error.path ?? []
         ;(path.length === 1 ? failed : erredBelow).add(path[0])
       }
+      // Arguments are read as the execution coerced them: `args` holds the variables as the request
+      // sent them (no defaults applied, enums and custom scalars not parsed), computed once if needed.
+      let variables: Record<string, unknown> | undefined
+      const coerced = () => (variables ??= coerceVariables(state, facts, args))
       for (const [responseKey, { fieldName, node }] of fieldsFor(group, mutationType, scope).fields) {
         if (failed.has(responseKey)) continue
         // With `data` null, only fields an error came from ran (mutation fields run one by one, and
         // execution stops at the error that nulled it).
         if (!(result.data ? responseKey in result.data : erredBelow.has(responseKey))) continue
         const target = state.hints.mutationTarget(fieldName)
-        if (target) for (const tag of declaredTags(target, mutationType, node, args)) tags.add(tag)
+        if (target) for (const tag of declaredTags(target, mutationType, node, coerced)) tags.add(tag)
       }
       await engine.invalidateTags([...tags])
     },
@@ -85,13 +90,13 @@ function declaredTags(
   target: MutationTarget,
   mutationType: GraphQLObjectType,
   node: FieldNode,
-  args: ExecutionArgs,
+  variables: () => Record<string, unknown>,
 ): string[] {
   const tags = target.types.flatMap(tagsForTypeChange)
   const { entity } = target
   if (!entity) return tags
   const field = mutationType.getFields()[node.name.value] as GraphQLField<unknown, unknown>
-  const values = getArgumentValues(field, node, args.variableValues ?? undefined)
+  const values = getArgumentValues(field, node, variables())
   const typeWide = () => [...tags, ...tagsForTypeChange(entity.typeName)]
   const keys: unknown[] = []
   for (const { steps, leaf } of entity.paths) {
@@ -111,6 +116,20 @@ function declaredTags(
     tags.push(...tagsForEntityChange(entity.typeName, [key]))
   }
   return tags
+}
+
+/** The operation's variables as execution coerced them (it succeeded, so they coerce without error). */
+function coerceVariables(
+  state: SchemaState,
+  facts: OperationFacts,
+  args: ExecutionArgs,
+): Record<string, unknown> {
+  const result = getVariableValues(
+    state.hints.schema,
+    facts.rewrittenOperation.variableDefinitions ?? [],
+    (args.variableValues ?? {}) as Record<string, unknown>,
+  )
+  return result.coerced ?? {}
 }
 
 const inlined = new WeakMap<DocumentNode, DocumentNode>()

@@ -15,11 +15,14 @@ const typeDefs = /* GraphQL */ `
   type Edition @cacheControl(maxAge: 60) { book: Int! year: Int! title: String! }
   input ArchiveInput { post: PostRef! reason: String }
   input PostRef { id: ID }
+  enum Kind { NEWS OPINION }
+  type Label @cacheControl(maxAge: 60) { kind: Kind! title: String! }
   type Query {
     post(id: ID!): Post
     posts: [Post!]!
     edition(book: Int!, year: Int!): Edition
     bySlug(slug: Slug!): Post
+    label(kind: Kind!): Label
   }
   type Mutation {
     removePost(id: ID!): Boolean! @invalidates(entity: "Post")
@@ -30,6 +33,7 @@ const typeDefs = /* GraphQL */ `
     removeBySlug(slug: Slug!): Boolean! @invalidates(entity: "Post", keyArgs: ["slug"])
     denied(id: ID!): Boolean! @invalidates(entity: "Post")
     plain(id: ID!): Boolean!
+    relabel(kind: Kind!, title: String!): Boolean! @invalidates(entity: "Label")
   }
 `
 
@@ -38,6 +42,11 @@ function blog() {
   const editions = new Map([
     ['1:2020', { book: 1, year: 2020, title: 'First' }],
     ['1:2021', { book: 1, year: 2021, title: 'Second' }],
+  ])
+  // Kind's internal values are not its names (as with an enum mapped to database values).
+  const labels = new Map([
+    ['news', { kind: 'news', title: 'News' }],
+    ['opinion', { kind: 'opinion', title: 'Opinion' }],
   ])
   const calls = { post: 0 }
   const remove = (id: string) => {
@@ -55,7 +64,9 @@ function blog() {
         serialize: (value: unknown) =>
           typeof value === 'string' ? value : `slug-${(value as { raw: string }).raw}`,
       },
+      Kind: { NEWS: 'news', OPINION: 'opinion' },
       Query: {
+        label: (_: unknown, { kind }: { kind: string }) => labels.get(kind) ?? null,
         post: (_: unknown, { id }: { id: string }) => {
           calls.post++
           return posts.get(id) ?? null
@@ -80,6 +91,11 @@ function blog() {
           throw new Error('not allowed')
         },
         plain: (_: unknown, { id }: { id: string }) => remove(id),
+        relabel: (_: unknown, { kind, title }: { kind: string; title: string }) => {
+          const label = labels.get(kind)
+          if (label) label.title = title
+          return true
+        },
       },
     },
   })
@@ -88,7 +104,11 @@ function blog() {
 
 async function start(options: Partial<StrataOptions> = {}) {
   const { schema, calls } = blog()
-  const plugin = useStrata({ tenant: false, keyFields: { Edition: ['book', 'year'] }, ...options })
+  const plugin = useStrata({
+    tenant: false,
+    keyFields: { Edition: ['book', 'year'], Label: ['kind'] },
+    ...options,
+  })
   const server = await startServer({ schema, plugins: [plugin as never] })
   servers.push(server)
   return { server, calls }
@@ -152,6 +172,31 @@ describe('@invalidates(entity:): a mutation that returns no object invalidates t
     const after = await server.query(BY_SLUG)
     expect(after.cache).toBe('MISS')
     expect(after.json.data).toEqual({ bySlug: null })
+  })
+
+  it('a key given by a variable is taken as coerced: its default when not given, an enum by its internal value', async () => {
+    const { server } = await start()
+    await cached(server, ['1', '2', '3'])
+    const removed = await server.query('mutation($id: ID! = "2") { removePost(id: $id) }')
+    expect(removed.status).toBe(200)
+    expect(removed.json).toEqual({ data: { removePost: true } })
+    expect(await cached(server, ['1', '2', '3'])).toEqual(['1', '3'])
+
+    const LABEL = 'query($kind: Kind!) { label(kind: $kind) { kind title } }'
+    await server.query(LABEL, { kind: 'NEWS' })
+    await server.query(LABEL, { kind: 'OPINION' })
+    const relabeled = await server.query(
+      'mutation($kind: Kind!) { relabel(kind: $kind, title: "Headlines") }',
+      {
+        kind: 'NEWS',
+      },
+    )
+    expect(relabeled.status).toBe(200)
+    expect(relabeled.json).toEqual({ data: { relabel: true } })
+    expect((await server.query(LABEL, { kind: 'OPINION' })).cache).toBe('HIT')
+    const after = await server.query(LABEL, { kind: 'NEWS' })
+    expect(after.cache).toBe('MISS')
+    expect(after.json.data).toEqual({ label: { kind: 'NEWS', title: 'Headlines' } })
   })
 
   it('a field that fails invalidates nothing; one without the directive only what its result shows', async () => {
