@@ -246,6 +246,8 @@ function mutationTarget(
     if (!schema.getType(typeName)) fail(`names type "${typeName}", which the schema does not define`)
   }
   if (declared.entity === undefined || declared.entity === null) {
+    if (declared.keyArgs !== undefined && declared.keyArgs !== null)
+      fail('gives keyArgs, but keyArgs needs an `entity`')
     if (types.length === 0) fail('names nothing: give it `types`, or an `entity` its arguments name')
     return { types }
   }

@@ -258,6 +258,9 @@ describe('@invalidates(entity:) is checked when the schema loads', () => {
       /composite key cannot pair up/,
     ],
     ['m: Boolean @invalidates', /names nothing/],
+    // Without `entity`, `keyArgs` would be ignored: the whole type, or nothing, is invalidated instead.
+    ['m(id: ID!): Boolean @invalidates(types: ["Post"], keyArgs: ["id"])', /keyArgs needs an `entity`/],
+    ['m(id: ID!): Boolean @invalidates(keyArgs: ["id"])', /keyArgs needs an `entity`/],
   ]
   for (const [mutation, message] of cases) {
     it(`refuses ${mutation}`, () => {
