@@ -99,23 +99,22 @@ function declaredTags(
   const values = getArgumentValues(field, node, variables())
   const typeWide = () => [...tags, ...tagsForTypeChange(entity.typeName)]
   const keys: unknown[] = []
-  for (const { steps, leaf } of entity.paths) {
+  for (const { steps, leaf, list } of entity.paths) {
     const value = steps.reduce<unknown>((at, step) => (at as Record<string, unknown> | null)?.[step], values)
     if (value === null || value === undefined) return typeWide()
-    keys.push(
-      Array.isArray(value)
-        ? value.map((one) => (one === null || one === undefined ? one : leaf.serialize(one)))
-        : leaf.serialize(value),
-    )
+    if (!list) {
+      keys.push(leaf.serialize(value))
+      continue
+    }
+    // A list argument (the key has one field): each value names an entity. Whether a value is a
+    // list is the schema's to say: a custom scalar's own value may be an array, and names one entity.
+    for (const one of value as readonly unknown[]) {
+      if (one === null || one === undefined) return typeWide()
+      tags.push(...tagsForEntityChange(entity.typeName, [leaf.serialize(one)]))
+    }
+    return tags
   }
-  const [only] = keys
-  if (!Array.isArray(only)) return [...tags, ...tagsForEntityChange(entity.typeName, keys)]
-  // A list (the key has one field): each value names an entity.
-  for (const key of only) {
-    if (key === null || key === undefined) return typeWide()
-    tags.push(...tagsForEntityChange(entity.typeName, [key]))
-  }
-  return tags
+  return [...tags, ...tagsForEntityChange(entity.typeName, keys)]
 }
 
 /** The operation's variables as execution coerced them (it succeeded, so they coerce without error). */

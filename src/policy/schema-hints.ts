@@ -71,7 +71,12 @@ export interface MutationTarget {
      * Per key field, the argument path to its value, and the value's type: a key is compared as
      * results show it (serialized), so an argument's value is serialized by it.
      */
-    readonly paths: readonly { readonly steps: readonly string[]; readonly leaf: GraphQLLeafType }[]
+    readonly paths: readonly {
+      readonly steps: readonly string[]
+      readonly leaf: GraphQLLeafType
+      /** The argument is a list of key values (each names an entity), not one value. */
+      readonly list: boolean
+    }[]
   }
 }
 
@@ -262,10 +267,10 @@ function mutationTarget(
   }
   const paths = keyArgs.map((path) => {
     const steps = path.split('.')
-    const leaf = argumentLeaf(field, steps, keyArgs.length === 1)
-    if (typeof leaf === 'string')
-      return fail(`cannot take ${typeName}'s key from argument "${path}": ${leaf}`)
-    return { steps, leaf }
+    const found = argumentLeaf(field, steps, keyArgs.length === 1)
+    if (typeof found === 'string')
+      return fail(`cannot take ${typeName}'s key from argument "${path}": ${found}`)
+    return { steps, ...found }
   })
   return { types, entity: { typeName, paths } }
 }
@@ -275,7 +280,7 @@ function argumentLeaf(
   field: GraphQLField<unknown, unknown>,
   steps: readonly string[],
   listAllowed: boolean,
-): GraphQLLeafType | string {
+): { leaf: GraphQLLeafType; list: boolean } | string {
   const [first, ...rest] = steps
   let type: GraphQLInputType | undefined = field.args.find((arg) => arg.name === first)?.type
   if (!type) return `${field.name} has no argument "${first}"`
@@ -286,9 +291,10 @@ function argumentLeaf(
     if (!type) return `${named.name} has no field "${step}"`
   }
   let leaf = getNullableType(type)
+  const list = isListType(leaf)
   if (isListType(leaf)) {
     if (!listAllowed) return 'a list names several entities, which a composite key cannot pair up'
     leaf = getNullableType(leaf.ofType)
   }
-  return isLeafType(leaf) ? leaf : 'it is not a scalar or enum value (or a list of them)'
+  return isLeafType(leaf) ? { leaf, list } : 'it is not a scalar or enum value (or a list of them)'
 }

@@ -11,6 +11,7 @@ afterEach(async () => {
 const typeDefs = /* GraphQL */ `
   ${strataDirectivesSdl}
   scalar Slug
+  scalar Pair
   type Post @cacheControl(maxAge: 60) { id: ID! title: String! }
   type Edition @cacheControl(maxAge: 60) { book: Int! year: Int! title: String! }
   input ArchiveInput { post: PostRef! reason: String }
@@ -23,6 +24,7 @@ const typeDefs = /* GraphQL */ `
     edition(book: Int!, year: Int!): Edition
     bySlug(slug: Slug!): Post
     label(kind: Kind!): Label
+    byPair(pair: Pair!): Post
   }
   type Mutation {
     removePost(id: ID!): Boolean! @invalidates(entity: "Post")
@@ -34,6 +36,7 @@ const typeDefs = /* GraphQL */ `
     denied(id: ID!): Boolean! @invalidates(entity: "Post")
     plain(id: ID!): Boolean!
     relabel(kind: Kind!, title: String!): Boolean! @invalidates(entity: "Label")
+    removeByPair(pair: Pair!): Boolean! @invalidates(entity: "Post", keyArgs: ["pair"])
   }
 `
 
@@ -48,6 +51,8 @@ function blog() {
     ['news', { kind: 'news', title: 'News' }],
     ['opinion', { kind: 'opinion', title: 'Opinion' }],
   ])
+  // Posts whose id is a pair, named by the `Pair` scalar (parsed to an array).
+  const paired = new Map([['7-8', { id: '7-8', title: 'Paired' }]])
   const calls = { post: 0 }
   const remove = (id: string) => {
     posts.delete(id)
@@ -65,7 +70,14 @@ function blog() {
           typeof value === 'string' ? value : `slug-${(value as { raw: string }).raw}`,
       },
       Kind: { NEWS: 'news', OPINION: 'opinion' },
+      // A custom scalar whose internal value is an array: "7-8" parses to ["7", "8"].
+      Pair: {
+        parseValue: (value: unknown) => String(value).split('-'),
+        parseLiteral: (ast: { value?: string }) => String(ast.value).split('-'),
+        serialize: (value: unknown) => (Array.isArray(value) ? value.join('-') : String(value)),
+      },
       Query: {
+        byPair: (_: unknown, { pair }: { pair: string[] }) => paired.get(pair.join('-')) ?? null,
         label: (_: unknown, { kind }: { kind: string }) => labels.get(kind) ?? null,
         post: (_: unknown, { id }: { id: string }) => {
           calls.post++
@@ -91,6 +103,7 @@ function blog() {
           throw new Error('not allowed')
         },
         plain: (_: unknown, { id }: { id: string }) => remove(id),
+        removeByPair: (_: unknown, { pair }: { pair: string[] }) => paired.delete(pair.join('-')),
         relabel: (_: unknown, { kind, title }: { kind: string; title: string }) => {
           const label = labels.get(kind)
           if (label) label.title = title
@@ -197,6 +210,17 @@ describe('@invalidates(entity:): a mutation that returns no object invalidates t
     const after = await server.query(LABEL, { kind: 'NEWS' })
     expect(after.cache).toBe('MISS')
     expect(after.json.data).toEqual({ label: { kind: 'NEWS', title: 'Headlines' } })
+  })
+
+  it('a custom scalar whose value is an array names one entity: only a list argument names several', async () => {
+    const { server } = await start()
+    const BY_PAIR = '{ byPair(pair: "7-8") { id title } }'
+    await server.query(BY_PAIR)
+    expect((await server.query(BY_PAIR)).cache).toBe('HIT')
+    await server.query('mutation { removeByPair(pair: "7-8") }')
+    const after = await server.query(BY_PAIR)
+    expect(after.cache).toBe('MISS')
+    expect(after.json.data).toEqual({ byPair: null })
   })
 
   it('a field that fails invalidates nothing; one without the directive only what its result shows', async () => {
