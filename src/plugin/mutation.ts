@@ -74,7 +74,8 @@ export function watchMutation(
         // execution stops at the error that nulled it).
         if (!(result.data ? responseKey in result.data : erredBelow.has(responseKey))) continue
         const target = state.hints.mutationTarget(fieldName)
-        if (target) for (const tag of declaredTags(target, mutationType, node, coerced)) tags.add(tag)
+        if (target)
+          for (const tag of safeDeclaredTags(engine, target, mutationType, node, coerced)) tags.add(tag)
       }
       await engine.invalidateTags([...tags])
     },
@@ -115,6 +116,30 @@ function declaredTags(
     return tags
   }
   return [...tags, ...tagsForEntityChange(entity.typeName, keys)]
+}
+
+/**
+ * {@link declaredTags}, or, if reading the key throws (a custom scalar's `serialize` that fails on
+ * its own parsed value), every tag of the declared types and the entity's type: the field ran, so
+ * what it changed must be invalidated, and its response must not turn into an error.
+ */
+function safeDeclaredTags(
+  engine: StrataEngine,
+  target: MutationTarget,
+  mutationType: GraphQLObjectType,
+  node: FieldNode,
+  variables: () => Record<string, unknown>,
+): string[] {
+  try {
+    return declaredTags(target, mutationType, node, variables)
+  } catch (error) {
+    engine.logger.warn(
+      { field: node.name.value, err: error },
+      'strata: could not read the key of @invalidates(entity:); its whole type is invalidated',
+    )
+    const types = target.entity ? [...target.types, target.entity.typeName] : target.types
+    return types.flatMap(tagsForTypeChange)
+  }
 }
 
 /** The operation's variables as execution coerced them (it succeeded, so they coerce without error). */

@@ -11,6 +11,7 @@ afterEach(async () => {
 const typeDefs = /* GraphQL */ `
   ${strataDirectivesSdl}
   scalar Slug
+  scalar Fragile
   scalar Pair
   type Post @cacheControl(maxAge: 60) { id: ID! title: String! }
   type Edition @cacheControl(maxAge: 60) { book: Int! year: Int! title: String! }
@@ -34,6 +35,7 @@ const typeDefs = /* GraphQL */ `
       @invalidates(entity: "Edition", keyArgs: ["b", "y"])
     removeBySlug(slug: Slug!): Boolean! @invalidates(entity: "Post", keyArgs: ["slug"])
     denied(id: ID!): Boolean! @invalidates(entity: "Post")
+    removeFragile(key: Fragile!): Boolean! @invalidates(entity: "Post", keyArgs: ["key"])
     plain(id: ID!): Boolean!
     relabel(kind: Kind!, title: String!): Boolean! @invalidates(entity: "Label")
     removeByPair(pair: Pair!): Boolean! @invalidates(entity: "Post", keyArgs: ["pair"])
@@ -76,6 +78,14 @@ function blog() {
         parseLiteral: (ast: { value?: string }) => String(ast.value).split('-'),
         serialize: (value: unknown) => (Array.isArray(value) ? value.join('-') : String(value)),
       },
+      // A scalar whose serialize fails on its own parsed value (a bug in user code).
+      Fragile: {
+        parseValue: (value: unknown) => ({ wrapped: value }),
+        parseLiteral: (ast: { value?: string }) => ({ wrapped: ast.value }),
+        serialize: () => {
+          throw new TypeError('Fragile cannot serialize')
+        },
+      },
       Query: {
         byPair: (_: unknown, { pair }: { pair: string[] }) => paired.get(pair.join('-')) ?? null,
         label: (_: unknown, { kind }: { kind: string }) => labels.get(kind) ?? null,
@@ -99,6 +109,7 @@ function blog() {
           return true
         },
         removeBySlug: (_: unknown, { slug }: { slug: { raw: string } }) => remove(`slug-${slug.raw}`),
+        removeFragile: (_: unknown, { key }: { key: { wrapped: string } }) => remove(key.wrapped),
         denied: () => {
           throw new Error('not allowed')
         },
@@ -221,6 +232,14 @@ describe('@invalidates(entity:): a mutation that returns no object invalidates t
     const after = await server.query(BY_PAIR)
     expect(after.cache).toBe('MISS')
     expect(after.json.data).toEqual({ byPair: null })
+  })
+
+  it('a key that cannot be read (its scalar throws) invalidates the whole type, and the mutation still answers', async () => {
+    const { server } = await start()
+    await cached(server, ['1', '2'])
+    const removed = await server.query('mutation { removeFragile(key: "1") }')
+    expect(removed.json).toEqual({ data: { removeFragile: true } })
+    expect(await cached(server, ['1', '2'])).toEqual([])
   })
 
   it('a field that fails invalidates nothing; one without the directive only what its result shows', async () => {
