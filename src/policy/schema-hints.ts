@@ -290,11 +290,9 @@ function argumentLeaf(
     type = named.getFields()[step]?.type
     if (!type) return `${named.name} has no field "${step}"`
   }
-  let leaf = getNullableType(type)
-  const list = isListType(leaf)
-  if (isListType(leaf)) {
-    if (!listAllowed) return 'a list names several entities, which a composite key cannot pair up'
-    leaf = getNullableType(leaf.ofType)
-  }
+  const value = getNullableType(type)
+  const list = isListType(value)
+  if (list && !listAllowed) return 'a list names several entities, which a composite key cannot pair up'
+  const leaf = isListType(value) ? getNullableType(value.ofType) : value
   return isLeafType(leaf) ? { leaf, list } : 'it is not a scalar or enum value (or a list of them)'
 }

@@ -146,6 +146,14 @@ async function cached(server: TestServer, ids: string[]): Promise<string[]> {
   return hits
 }
 
+/** Caches `query` (asserting the second read is a hit), runs `mutation`, and reads `query` again. */
+async function hitThenMutate(server: TestServer, query: string, mutation: string) {
+  await server.query(query)
+  expect((await server.query(query)).cache).toBe('HIT')
+  await server.query(mutation)
+  return server.query(query)
+}
+
 describe('@invalidates(entity:): a mutation that returns no object invalidates the one its arguments name', () => {
   it('by the argument named like the key field: that post and lists of posts, not the other posts', async () => {
     const { server } = await start()
@@ -189,11 +197,11 @@ describe('@invalidates(entity:): a mutation that returns no object invalidates t
 
   it('a custom scalar key is compared as results show it (serialized), not as the resolver receives it', async () => {
     const { server } = await start()
-    const BY_SLUG = '{ bySlug(slug: "slug-4") { id title } }'
-    await server.query(BY_SLUG)
-    expect((await server.query(BY_SLUG)).cache).toBe('HIT')
-    await server.query('mutation { removeBySlug(slug: "slug-4") }')
-    const after = await server.query(BY_SLUG)
+    const after = await hitThenMutate(
+      server,
+      '{ bySlug(slug: "slug-4") { id title } }',
+      'mutation { removeBySlug(slug: "slug-4") }',
+    )
     expect(after.cache).toBe('MISS')
     expect(after.json.data).toEqual({ bySlug: null })
   })
@@ -225,11 +233,11 @@ describe('@invalidates(entity:): a mutation that returns no object invalidates t
 
   it('a custom scalar whose value is an array names one entity: only a list argument names several', async () => {
     const { server } = await start()
-    const BY_PAIR = '{ byPair(pair: "7-8") { id title } }'
-    await server.query(BY_PAIR)
-    expect((await server.query(BY_PAIR)).cache).toBe('HIT')
-    await server.query('mutation { removeByPair(pair: "7-8") }')
-    const after = await server.query(BY_PAIR)
+    const after = await hitThenMutate(
+      server,
+      '{ byPair(pair: "7-8") { id title } }',
+      'mutation { removeByPair(pair: "7-8") }',
+    )
     expect(after.cache).toBe('MISS')
     expect(after.json.data).toEqual({ byPair: null })
   })
