@@ -88,6 +88,17 @@ export interface StrataOptions<TContext = StrataContext> {
    */
   defaultMaxAge?: number
   /**
+   * Seconds an entry is kept past its maxAge, during which a request is answered at once with the
+   * stale entry (`x-strata-cache: STALE`, `cache-control: no-store`) while one background execution
+   * per key and instance refreshes it. A refresh that fails (it throws, or its result is not stored)
+   * leaves the stale entry to be served until its grace ends: stale-if-error. Only age makes an entry
+   * stale: an invalidated entry is removed, never served. The refresh runs the operation with the
+   * context of the request that found the entry stale, after that request was answered.
+   * @default 0 (an entry past its maxAge is a miss)
+   * @example 60
+   */
+  staleWhileRevalidate?: number
+  /**
    * Cache hints by schema coordinate, for code-first schemas or to override the SDL.
    * @example { 'Query.posts': { maxAge: 60 }, User: { scope: 'PRIVATE' } }
    * @default {}
@@ -198,6 +209,7 @@ export interface StrataOptions<TContext = StrataContext> {
 
 export const strataDefaults = {
   defaultMaxAge: 0,
+  staleWhileRevalidate: 0,
   defaultKeyFields: ['id'] as readonly string[],
   invalidateOnMutation: true,
   cacheErrors: false,

@@ -93,6 +93,7 @@ const KNOWN = new Set([
   'session',
   'tiers',
   'defaultMaxAge',
+  'staleWhileRevalidate',
   'hints',
   'keyFields',
   'defaultKeyFields',
@@ -161,11 +162,10 @@ export function validateOptions(options: unknown): void {
       names.add(t.name)
     })
   }
-  if (
-    options.defaultMaxAge !== undefined &&
-    (!Number.isSafeInteger(options.defaultMaxAge) || (options.defaultMaxAge as number) < 0)
-  ) {
-    fail('defaultMaxAge', `must be a whole number of seconds >= 0, got ${describe(options.defaultMaxAge)}`)
+  for (const name of ['defaultMaxAge', 'staleWhileRevalidate'] as const) {
+    const value = options[name]
+    if (value !== undefined && (!Number.isSafeInteger(value) || (value as number) < 0))
+      fail(name, `must be a whole number of seconds >= 0, got ${describe(value)}`)
   }
   if (
     options.maxEntryBytes !== undefined &&

@@ -109,6 +109,9 @@ class AdminQuery {
     const lookups = stats.hits + stats.misses
     return {
       hits: stats.hits,
+      staleHits: stats.staleHits,
+      refreshes: stats.refreshes,
+      failedRefreshes: stats.failedRefreshes,
       misses: stats.misses,
       hitRate: lookups === 0 ? 0 : stats.hits / lookups,
       bypasses: counts(stats.bypasses),
@@ -180,7 +183,8 @@ class AdminQuery {
     const tiers = this.engine.cache.tiers
     return {
       ...entry,
-      ttlSeconds: Math.max(0, Math.floor((entry.expiresAt - Date.now()) / 1000)),
+      ttlSeconds: secondsUntil(entry.freshUntil ?? entry.expiresAt),
+      servedForSeconds: secondsUntil(entry.expiresAt),
       tiers: async () => {
         const held = await Promise.all(
           tiers.map((tier) => ask(() => tier.get(entry.key)).catch(() => undefined)),
@@ -250,4 +254,9 @@ class AdminMutation {
     await engine.publishPurged(keys, filter)
     return removed
   }
+}
+
+/** Whole seconds from now until `at` (epoch milliseconds), 0 when past. */
+function secondsUntil(at: number): number {
+  return Math.max(0, Math.floor((at - Date.now()) / 1000))
 }

@@ -34,6 +34,11 @@ function adminSdl(name: string, hasMutation: boolean): string {
     type StrataOperationStats { operationName: String! hits: Float! misses: Float! bypasses: Float! }
     type StrataStats {
       hits: Float!
+      "Hits (counted in hits too) served stale while refreshed (staleWhileRevalidate)."
+      staleHits: Float!
+      "Background refreshes of stale entries started, and those that threw."
+      refreshes: Float!
+      failedRefreshes: Float!
       misses: Float!
       hitRate: Float!
       bypasses: [StrataCount!]!
@@ -50,7 +55,10 @@ function adminSdl(name: string, hasMutation: boolean): string {
       operationName: String
       tags: [String!]!
       size: Int!
+      "Seconds it is fresh for (0: stale). Where a tier does not tell (PostgreSQL's listing), until it is no longer served."
       ttlSeconds: Int!
+      "Seconds until it is no longer served at all: ttlSeconds plus what remains of its stale grace."
+      servedForSeconds: Int!
       "The tiers holding it."
       tiers: [String!]!
       "The first 500 characters of the cached body (entry() only)."

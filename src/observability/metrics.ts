@@ -32,7 +32,7 @@ export function createMetrics(
   const registers = [options.registry as never]
   const outcomes = new prom.Counter({
     name: `${prefix}requests_total`,
-    help: 'GraphQL operations by cache outcome (hit, miss, bypass), tier that answered, operation and bypass reason',
+    help: 'GraphQL operations by cache outcome (hit, miss, bypass), tier that answered, operation and reason (a bypass\'s; "stale" for a hit served stale while refreshed)',
     labelNames: ['outcome', 'tier', 'operation', 'reason'],
     registers,
   })

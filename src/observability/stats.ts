@@ -27,6 +27,11 @@ export type SkipReason =
 export interface StrataStats {
   hits: number
   hitsByTier: Record<string, number>
+  /** Hits (counted in `hits` too) served stale, past their maxAge, while refreshed. */
+  staleHits: number
+  /** Background refreshes of stale entries started, and those that threw. */
+  refreshes: number
+  failedRefreshes: number
   misses: number
   /** Misses that waited for an identical execution in flight instead of executing. */
   coalesced: number
@@ -97,6 +102,9 @@ export function emptyStats(): StrataStats {
   return {
     hits: 0,
     hitsByTier: counters(),
+    staleHits: 0,
+    refreshes: 0,
+    failedRefreshes: 0,
     misses: 0,
     coalesced: 0,
     bypasses: counters(),

@@ -22,6 +22,8 @@ import { SingleFlight } from './single-flight.js'
 export interface EngineSettings {
   readonly cacheErrors: boolean
   readonly maxEntryBytes: number
+  /** Seconds an entry past its maxAge is kept and served stale while it is refreshed. */
+  readonly staleWhileRevalidate: number
   readonly invalidateOnMutation: boolean
   readonly singleFlight: boolean
   readonly debug: boolean
@@ -38,6 +40,8 @@ export interface EngineSettings {
 export class StrataEngine {
   readonly clock = new InvalidationClock()
   readonly flights = new SingleFlight()
+  /** Keys whose stale entry is being refreshed in the background (`staleWhileRevalidate`). */
+  readonly refreshing = new Set<string>()
   readonly stats: StrataStats = emptyStats()
   /** Metrics, when configured. */
   observer: CacheObserver | undefined
@@ -299,31 +303,45 @@ export class StrataEngine {
     this.observer?.outcome('miss', name, null, null)
   }
 
+  /**
+   * Serves a hit; resolves whether its entry is stale (past its maxAge, within the grace of
+   * `staleWhileRevalidate`): the caller refreshes it then.
+   */
   serveHit(
     hit: TieredHit,
     context: unknown,
     setResult: (result: ExecutionResult) => void,
     operation: string,
-  ): void {
+  ): boolean {
+    const { entry } = hit
+    const now = Date.now()
+    const stale = entry.freshUntil !== undefined && entry.freshUntil <= now
     this.stats.hits++
+    if (stale) this.stats.staleHits++
     bump(this.stats.hitsByTier, hit.tier)
     const name = countOperation(this.stats, operation, 'hit')
-    this.observer?.outcome('hit', name, hit.tier, null)
-    const now = Date.now()
-    const ttl = Math.max(0, Math.floor((hit.entry.expiresAt - now) / 1000))
-    const result = resultFromBody(hit.entry.body)
-    this.http.record(context, {
-      status: 'HIT',
-      httpPolicy: ttl > 0 ? { maxAge: ttl, scope: hit.entry.scope } : null,
-      body: hit.entry.body,
-      entry: hit.entry,
-      result,
-    })
+    this.observer?.outcome('hit', name, hit.tier, stale ? 'stale' : null)
+    const ttl = Math.max(0, Math.floor(((entry.freshUntil ?? entry.expiresAt) - now) / 1000))
+    const result = resultFromBody(entry.body)
+    this.http.record(
+      context,
+      stale
+        ? { status: 'STALE', httpPolicy: null }
+        : {
+            status: 'HIT',
+            httpPolicy: ttl > 0 ? { maxAge: ttl, scope: entry.scope } : null,
+            body: entry.body,
+            entry,
+            result,
+          },
+    )
     if (this.settings.debug) {
-      const age = Math.floor((now - hit.entry.createdAt) / 1000)
-      result.extensions = { strata: { hit: true, tier: hit.tier, ttl, age } }
+      const age = Math.floor((now - entry.createdAt) / 1000)
+      const strata = { hit: true, tier: hit.tier, ttl, age }
+      result.extensions = { strata: stale ? { ...strata, stale } : strata }
     }
     setResult(result)
+    return stale
   }
 
   /** Serves the body an identical in-flight execution produced. */

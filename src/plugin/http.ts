@@ -3,7 +3,8 @@ import type { CacheScope } from '../policy/policy.js'
 
 /** What the cache did for one operation of a request. */
 export interface Outcome {
-  status: 'HIT' | 'MISS' | 'BYPASS'
+  /** STALE: an entry past its maxAge, served while it is refreshed (`staleWhileRevalidate`). */
+  status: 'HIT' | 'STALE' | 'MISS' | 'BYPASS'
   /** Seconds the response may be cached by HTTP caches, and by whom; `null`: must not be. */
   httpPolicy: { maxAge: number; scope: CacheScope } | null
   /** The JSON the response carries (its data and errors), when the response may be cached. */
@@ -147,11 +148,13 @@ export class HttpReporter {
   }
 }
 
+/** A batch's status: MISS if any operation missed, else BYPASS if any bypassed, else STALE if any was. */
 function combinedStatus(outcomes: readonly Outcome[]): Outcome['status'] {
   let status: Outcome['status'] = 'HIT'
   for (const outcome of outcomes) {
     if (outcome.status === 'MISS') return 'MISS'
     if (outcome.status === 'BYPASS') status = 'BYPASS'
+    else if (outcome.status === 'STALE' && status === 'HIT') status = 'STALE'
   }
   return status
 }

@@ -2,8 +2,8 @@ import { type ExecutionArgs, type ExecutionResult, GraphQLError, type GraphQLObj
 import { analyzeResult } from '../entities/analyze.js'
 import { bump, type SkipReason } from '../observability/stats.js'
 import { type HintRecorder, recordHints, stopRecording } from '../policy/dynamic.js'
-import { cacheablePolicy } from '../policy/policy.js'
-import { isPromise } from '../tiers/tier.js'
+import { type CacheScope, cacheablePolicy } from '../policy/policy.js'
+import { type CacheEntry, isPromise } from '../tiers/tier.js'
 import { withBody } from './cached-result.js'
 import type { StrataEngine } from './engine.js'
 import { collectScope, type DonePayload, type ExecutePayload, isExecutionResult } from './execution.js'
@@ -121,14 +121,9 @@ class MissRun {
     result: ReturnType<ExecutePayload['executeFn']>,
   ): ReturnType<ExecutePayload['executeFn']> {
     if (isPromise(result)) return result.then((settled) => this.#own(executeFn, args, settled))
-    if (!isExecutionResult(result) || !result.errors?.some((e) => this.#added(e.path))) return result
+    if (!isExecutionResult(result) || !failedAddedField(this.miss.facts, result)) return result
     this.#foreign = true
     return executeFn(args)
-  }
-
-  #added(path: readonly (string | number)[] | undefined): boolean {
-    const prefix = this.miss.facts.aliasPrefix
-    return path?.some((segment) => typeof segment === 'string' && segment.startsWith(prefix)) ?? false
   }
 
   #arm(): void {
@@ -158,69 +153,28 @@ class MissRun {
     mayStore: boolean,
   ) {
     const { engine } = this
-    const { facts, state, key, tenant, session } = this.miss
-    const { settings, stats } = engine
     if (result.data === undefined) {
       // A request error (variables that do not coerce): nothing executed, nothing to strip or store,
       // and the response keeps its shape (no `data` entry).
-      bump(stats.skippedStores, 'errors')
+      bump(engine.stats.skippedStores, 'errors')
       engine.http.record(args.contextValue, { status: 'MISS', httpPolicy: null })
       return undefined
     }
-    const rootType = state.hints.schema.getQueryType() as GraphQLObjectType
-    const scope = collectScope(state, facts, args)
-    const recorder = this.#hints
-    const dynamic = recorder?.fields.size ? recorder.fields : undefined
-    const analysis = analyzeResult(result.data, rootType, facts.rootGroup(), state.hints, scope, dynamic)
-    // In graphql-js' order (errors first), so that the bytes are those the server sends without Strata.
-    const stripped: ExecutionResult = result.errors
-      ? { errors: result.errors, data: analysis.data }
-      : { data: analysis.data }
-    if (result.extensions) stripped.extensions = result.extensions
-    const policy = cacheablePolicy(analysis.policy)
-    const errors = result.errors ?? []
-    const body = JSON.stringify(errors.length > 0 ? { errors, data: stripped.data } : { data: stripped.data })
-    const size = Buffer.byteLength(body)
-
-    let skip: SkipReason | undefined
-    if (!mayStore) skip = 'given-up'
-    else if (!analysis.complete) skip = 'not-analysable'
-    else if (recorder?.ambiguous) skip = 'ambiguous-dynamic-hint'
-    else if (errors.length > 0 && !(settings.cacheErrors && errors.every(isExpectedError))) skip = 'errors'
-    else if (!policy) skip = 'uncacheable'
-    else if (policy.scope === 'PRIVATE' && session === null) skip = 'private-no-session'
-    else if (engine.clock.isStale(this.#start, analysis.tags, tenant)) {
-      skip = 'invalidated-during-execution'
-    } else if (size > settings.maxEntryBytes) skip = 'too-large'
-
+    const run: RunFacts = { start: this.#start, startedAt: this.#startedAt, hints: this.#hints, mayStore }
+    const { stripped, body, policy, skip, stored } = settleResult(engine, this.miss, args, result, run)
     // What the result's policy is not known for certain: no cache-control header either.
     const stale =
       skip === 'given-up' ||
       skip === 'invalidated-during-execution' ||
       skip === 'not-analysable' ||
       skip === 'ambiguous-dynamic-hint'
-    const outcome: Outcome = { status: 'MISS', httpPolicy: errors.length > 0 || stale ? null : policy, body }
-    engine.http.record(args.contextValue, outcome)
-    let stored = false
-    if (skip !== undefined) {
-      bump(stats.skippedStores, skip)
-    } else if (policy) {
-      const now = Date.now()
-      const entry = {
-        body,
-        size,
-        tags: [...analysis.tags],
-        tenant,
-        operationName: facts.operation.name?.value ?? null,
-        scope: policy.scope,
-        createdAt: now,
-        expiresAt: now + policy.maxAge * 1000,
-      }
-      engine.cache.set(key, entry, { startedAt: this.#startedAt })
-      stats.stores++
-      stored = true
+    const outcome: Outcome = {
+      status: 'MISS',
+      httpPolicy: stripped.errors?.length || stale ? null : policy,
+      body,
     }
-    if (settings.debug) {
+    engine.http.record(args.contextValue, outcome)
+    if (engine.settings.debug) {
       stripped.extensions = { ...stripped.extensions, strata: { hit: false, ttl: policy?.maxAge ?? 0 } }
     }
     const served = stripped.errors || stripped.extensions ? stripped : withBody(stripped, body)
@@ -228,6 +182,103 @@ class MissRun {
     setResult(served)
     return stored ? body : undefined
   }
+}
+
+/** Whether a field only the rewrite asked for (a key field the client did not select) failed. */
+export function failedAddedField(facts: OperationFacts, result: ExecutionResult): boolean {
+  const prefix = facts.aliasPrefix
+  return (
+    result.errors?.some((error) =>
+      error.path?.some((segment) => typeof segment === 'string' && segment.startsWith(prefix)),
+    ) ?? false
+  )
+}
+
+/** How one execution of a miss ran, for deciding whether its result may be stored. */
+export interface RunFacts {
+  /** The invalidation clock's sequence when execution began. */
+  readonly start: number
+  /** Epoch milliseconds when execution began. */
+  readonly startedAt: number
+  /** Hints the rewritten document's resolvers set (`info.cacheControl`). */
+  readonly hints: HintRecorder | undefined
+  readonly mayStore: boolean
+}
+
+/** A miss's result made ready for the client, and what became of storing it. */
+export interface Settled {
+  /** The client's own fields (what the rewrite added stripped), with the result's `extensions`. */
+  readonly stripped: ExecutionResult
+  /** The serialized data and errors: the body a hit serves. */
+  readonly body: string
+  readonly policy: { readonly maxAge: number; readonly scope: CacheScope } | null
+  /** Why it was not stored, if it was not. */
+  readonly skip: SkipReason | undefined
+  readonly stored: boolean
+  /** Settles once the asynchronous tiers' writes have (never rejects); none when all were synchronous. */
+  readonly written?: Promise<void> | undefined
+}
+
+/**
+ * Strips what the rewrite added from an executed result (which has `data`), computes its policy and
+ * tags, and stores it unless a rule forbids it: counted in `stores` or `skippedStores`.
+ */
+export function settleResult(
+  engine: StrataEngine,
+  miss: Miss,
+  args: ExecutionArgs,
+  result: ExecutionResult,
+  run: RunFacts,
+): Settled {
+  const { facts, state, key, tenant, session } = miss
+  const { settings, stats } = engine
+  const rootType = state.hints.schema.getQueryType() as GraphQLObjectType
+  const scope = collectScope(state, facts, args)
+  const recorder = run.hints
+  const dynamic = recorder?.fields.size ? recorder.fields : undefined
+  const analysis = analyzeResult(result.data, rootType, facts.rootGroup(), state.hints, scope, dynamic)
+  // In graphql-js' order (errors first), so that the bytes are those the server sends without Strata.
+  const stripped: ExecutionResult = result.errors
+    ? { errors: result.errors, data: analysis.data }
+    : { data: analysis.data }
+  if (result.extensions) stripped.extensions = result.extensions
+  const policy = cacheablePolicy(analysis.policy)
+  const errors = result.errors ?? []
+  const body = JSON.stringify(errors.length > 0 ? { errors, data: stripped.data } : { data: stripped.data })
+  const size = Buffer.byteLength(body)
+
+  let skip: SkipReason | undefined
+  if (!run.mayStore) skip = 'given-up'
+  else if (!analysis.complete) skip = 'not-analysable'
+  else if (recorder?.ambiguous) skip = 'ambiguous-dynamic-hint'
+  else if (errors.length > 0 && !(settings.cacheErrors && errors.every(isExpectedError))) skip = 'errors'
+  else if (!policy) skip = 'uncacheable'
+  else if (policy.scope === 'PRIVATE' && session === null) skip = 'private-no-session'
+  else if (engine.clock.isStale(run.start, analysis.tags, tenant)) {
+    skip = 'invalidated-during-execution'
+  } else if (size > settings.maxEntryBytes) skip = 'too-large'
+
+  if (skip !== undefined || !policy) {
+    if (skip !== undefined) bump(stats.skippedStores, skip)
+    return { stripped, body, policy, skip, stored: false }
+  }
+  const now = Date.now()
+  const freshUntil = now + policy.maxAge * 1000
+  const grace = settings.staleWhileRevalidate * 1000
+  const entry: CacheEntry = {
+    body,
+    size,
+    tags: [...analysis.tags],
+    tenant,
+    operationName: facts.operation.name?.value ?? null,
+    scope: policy.scope,
+    createdAt: now,
+    expiresAt: freshUntil + grace,
+    ...(grace > 0 ? { freshUntil } : {}),
+  }
+  const written = engine.cache.set(key, entry, { startedAt: run.startedAt })
+  stats.stores++
+  return { stripped, body, policy, skip, stored: true, written }
 }
 
 /**

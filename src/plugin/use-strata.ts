@@ -21,6 +21,7 @@ import type { AnyContext } from './execution.js'
 import { HttpReporter, type ResponsePayload, type ResultProcessPayload } from './http.js'
 import { executeMiss } from './miss.js'
 import { watchMutation } from './mutation.js'
+import { revalidate } from './revalidate.js'
 import { SchemaState } from './schema-state.js'
 import { warm, type YogaLike } from './warm.js'
 
@@ -229,7 +230,11 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
     if (options.refresh?.(info)) return executeMiss(engine, payload, miss)
 
     const afterLookup = (hit: TieredHit | undefined) => {
-      if (hit) return engine.serveHit(hit, context, payload.setResultAndStopExecution, operation)
+      if (hit) {
+        if (engine.serveHit(hit, context, payload.setResultAndStopExecution, operation))
+          revalidate(engine, payload.executeFn, args, miss)
+        return
+      }
       const inFlight = settings.singleFlight ? engine.flights.join(key) : undefined
       if (!inFlight) return executeMiss(engine, payload, miss)
       return inFlight.then((body) => {

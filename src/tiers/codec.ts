@@ -13,6 +13,8 @@ interface Meta {
   c: number
   e: number
   z: number
+  /** Fresh until (epoch ms), for an entry with a stale grace. */
+  f?: number
 }
 
 /**
@@ -30,6 +32,7 @@ export function encodeEntry(key: string, entry: CacheEntry): string {
     e: entry.expiresAt,
     z: entry.size,
   }
+  if (entry.freshUntil !== undefined) meta.f = entry.freshUntil
   return `${MAGIC}\n${JSON.stringify(meta)}\n${entry.body}`
 }
 
@@ -54,11 +57,12 @@ export function decodeEntry(key: string, value: string): CacheEntry | undefined 
     (meta.s !== 'PUBLIC' && meta.s !== 'PRIVATE') ||
     typeof meta.c !== 'number' ||
     typeof meta.e !== 'number' ||
+    (meta.f !== undefined && typeof meta.f !== 'number') ||
     meta.z !== Buffer.byteLength(body)
   ) {
     return undefined
   }
-  return {
+  const entry: CacheEntry = {
     body,
     size: meta.z,
     tags: meta.t,
@@ -68,4 +72,5 @@ export function decodeEntry(key: string, value: string): CacheEntry | undefined 
     createdAt: meta.c,
     expiresAt: meta.e,
   }
+  return meta.f === undefined ? entry : { ...entry, freshUntil: meta.f }
 }

@@ -248,7 +248,8 @@ export function matchesQuery(key: string, entry: CacheEntry, query: EntryQuery):
   return query.tag === undefined || entry.tags.includes(query.tag)
 }
 
-export function summarize(key: string, entry: CacheEntry) {
-  const { tenant, operationName, tags, size, createdAt, expiresAt } = entry
-  return { key, tenant, operationName, tags, size, createdAt, expiresAt }
+export function summarize(key: string, entry: CacheEntry): EntrySummary {
+  const { tenant, operationName, tags, size, createdAt, expiresAt, freshUntil } = entry
+  const summary = { key, tenant, operationName, tags, size, createdAt, expiresAt }
+  return freshUntil === undefined ? summary : { ...summary, freshUntil }
 }

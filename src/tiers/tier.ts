@@ -21,6 +21,11 @@ export interface CacheEntry {
   readonly createdAt: number
   /** Epoch milliseconds after which the entry must not be served. */
   readonly expiresAt: number
+  /**
+   * Epoch milliseconds after which the entry is stale: from then until `expiresAt` (the grace of
+   * `staleWhileRevalidate`) it is served only while it is refreshed. Absent: fresh until `expiresAt`.
+   */
+  readonly freshUntil?: number
 }
 
 /** Counters and sizes a tier reports; `null` where the tier cannot tell cheaply. */
@@ -62,6 +67,8 @@ export interface EntrySummary {
   readonly size: number
   readonly createdAt: number
   readonly expiresAt: number
+  /** See {@link CacheEntry.freshUntil}; absent where the tier does not read it (PostgreSQL's listing). */
+  readonly freshUntil?: number
 }
 
 export interface EntryPage {

@@ -163,24 +163,39 @@ export class TieredCache {
   }
 
   /** Writes to every tier; never waits for a shared tier. */
-  set(key: string, entry: CacheEntry, options: SetOptions = {}): void {
-    for (let i = 0; i < this.tiers.length; i++) this.#write(i, key, entry, options)
+  /**
+   * Writes an entry to every tier without waiting for them; the promise (none when every write was
+   * synchronous) settles, never rejecting, once the asynchronous writes have.
+   */
+  set(key: string, entry: CacheEntry, options: SetOptions = {}): Promise<void> | undefined {
+    let pending: Promise<void>[] | undefined
+    for (let i = 0; i < this.tiers.length; i++) {
+      const written = this.#write(i, key, entry, options)
+      if (written) (pending ??= []).push(written)
+    }
+    return pending && Promise.all(pending).then(() => undefined)
   }
 
-  #write(index: number, key: string, entry: CacheEntry, options: SetOptions): void {
+  #write(index: number, key: string, entry: CacheEntry, options: SetOptions): Promise<void> | undefined {
     const tier = this.tiers[index] as CacheTier
-    if (!tier.shared && this.#distrust.size > 0) return
+    if (!tier.shared && this.#distrust.size > 0) return undefined
     const guard = this.#guards[index]
     if (guard) {
-      if (guard.available) guard.run('set', () => tier.set(key, entry, options)).catch(() => {})
-      return
+      if (!guard.available) return undefined
+      return guard
+        .run('set', () => tier.set(key, entry, options))
+        .then(
+          () => undefined,
+          () => undefined,
+        )
     }
     try {
       const done = tier.set(key, entry, options)
-      if (isPromise(done)) done.catch((error: unknown) => this.#fault(tier, 'set', error))
+      if (isPromise(done)) return done.catch((error: unknown) => this.#fault(tier, 'set', error))
     } catch (error) {
       this.#fault(tier, 'set', error)
     }
+    return undefined
   }
 
   /** Invalidates tags in every tier (but `except`); resolves when all have answered (or timed out). */

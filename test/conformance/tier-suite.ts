@@ -110,6 +110,24 @@ export function describeTierConformance(name: string, makeHarness: () => Promise
       expect(await h.tier.get(key)).toBeUndefined()
     })
 
+    it('keeps an entry with a stale grace until its expiresAt, freshUntil intact, and lists it so', async () => {
+      const key = keyFor()
+      const now = Date.now()
+      const entry = { ...entryOf('{"data":2}', ['T:1'], { ttlMs: 60_000 }), freshUntil: now - 1000 }
+      await h.tier.set(key, entry)
+      const got = await h.tier.get(key)
+      expect(got?.body).toBe('{"data":2}')
+      expect(got?.freshUntil).toBe(now - 1000)
+      expect(got?.expiresAt).toBe(entry.expiresAt)
+      const [listed] = await listAll(h.tier, { limit: 10 })
+      expect(listed?.expiresAt).toBe(entry.expiresAt)
+      // PostgreSQL's listing reads columns only, which do not hold it: absent, never wrong.
+      if (listed?.freshUntil !== undefined) expect(listed.freshUntil).toBe(now - 1000)
+      const plain = keyFor()
+      await h.tier.set(plain, entryOf('{"data":3}', ['T:1']))
+      expect((await h.tier.get(plain))?.freshUntil).toBeUndefined()
+    })
+
     it('invalidates exactly the entries carrying a tag', async () => {
       const [a, b, c] = [keyFor(), keyFor(), keyFor()]
       await h.tier.set(a, entryOf('{"a":1}', ['Post:1', 'Post']))

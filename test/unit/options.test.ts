@@ -15,6 +15,12 @@ const bad: [string, Record<string, unknown>, RegExp][] = [
   ],
   ['tiers[1].name', { tenant: false, tiers: [memoryTier(), memoryTier()] }, /"memory" is used by two tiers/],
   ['defaultMaxAge', { tenant: false, defaultMaxAge: -1 }, /whole number of seconds/],
+  ['staleWhileRevalidate', { tenant: false, staleWhileRevalidate: 1.5 }, /whole number of seconds >= 0/],
+  [
+    'staleWhileRevalidate',
+    { tenant: false, staleWhileRevalidate: '60' },
+    /whole number of seconds >= 0, got "60"/,
+  ],
   ['maxEntryBytes', { tenant: false, maxEntryBytes: 1.5 }, /whole number of bytes/],
   [
     'hints["Query.posts"].maxAge',

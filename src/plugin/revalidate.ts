@@ -1,0 +1,73 @@
+import type { ExecutionArgs } from 'graphql'
+import { bump } from '../observability/stats.js'
+import { recordHints, stopRecording } from '../policy/dynamic.js'
+import type { StrataEngine } from './engine.js'
+import { type ExecutePayload, isExecutionResult } from './execution.js'
+import { failedAddedField, type Miss, settleResult } from './miss.js'
+
+/**
+ * Refreshes a stale entry in the background (`staleWhileRevalidate`): executes the operation as a
+ * miss would, with the arguments of the request that found the entry stale (which was answered with
+ * it), and stores the result unless a rule forbids it. At most one refresh per key runs in this
+ * instance. A refresh that fails stores nothing, so the stale entry is served until its grace ends.
+ * The invalidation clock guards it like any miss: a result whose execution began before an
+ * invalidation of its tags is not stored.
+ */
+export function revalidate(
+  engine: StrataEngine,
+  executeFn: ExecutePayload['executeFn'],
+  args: ExecutionArgs,
+  miss: Miss,
+): void {
+  if (engine.refreshing.has(miss.key)) return
+  engine.refreshing.add(miss.key)
+  engine.stats.refreshes++
+  // After the stale response is on its way: synchronous resolvers would otherwise delay it.
+  setImmediate(() => refresh(engine, executeFn, args, miss))
+}
+
+function refresh(
+  engine: StrataEngine,
+  executeFn: ExecutePayload['executeFn'],
+  args: ExecutionArgs,
+  miss: Miss,
+): void {
+  const { key, facts } = miss
+  const start = engine.clock.begin()
+  const startedAt = Date.now()
+  const hints = engine.settings.dynamicHints
+    ? recordHints(args.contextValue, facts.rewrittenOperation)
+    : undefined
+  const finish = () => {
+    if (hints) stopRecording(hints)
+    engine.clock.end(start)
+    engine.refreshing.delete(key)
+  }
+  const failed = (error: unknown) => {
+    engine.stats.failedRefreshes++
+    engine.logger.warn(
+      { err: error, operation: miss.operation },
+      'strata: refreshing a stale entry failed; it is served stale until its grace ends',
+    )
+  }
+  let execution: ReturnType<ExecutePayload['executeFn']>
+  try {
+    execution = executeFn({ ...args, document: facts.rewritten })
+  } catch (error) {
+    failed(error)
+    finish()
+    return
+  }
+  Promise.resolve(execution)
+    .then((result) => {
+      if (!isExecutionResult(result)) bump(engine.stats.skippedStores, 'not-analysable')
+      else if (result.data === undefined) bump(engine.stats.skippedStores, 'errors')
+      else if (failedAddedField(facts, result)) bump(engine.stats.skippedStores, 'added-field-error')
+      // Until the new entry is in the shared tiers, their lookups still find the stale one: a second
+      // refresh would only repeat this one.
+      else
+        return settleResult(engine, miss, args, result, { start, startedAt, hints, mayStore: true }).written
+    })
+    .catch(failed)
+    .finally(finish)
+}
