@@ -11,11 +11,11 @@ import {
   type StrataStats,
 } from '../observability/stats.js'
 import { type PurgeFilter, purgeListing } from '../tiers/purge.js'
-import type { BusMessage, CacheBus } from '../tiers/tier.js'
+import type { BusMessage, CacheBus, CacheEntry } from '../tiers/tier.js'
 import type { TieredCache, TieredHit } from '../tiers/tiered.js'
 import { withTimeout } from '../timeout.js'
 import { resultFromBody } from './cached-result.js'
-import type { HttpReporter } from './http.js'
+import type { HttpReporter, Outcome } from './http.js'
 import { SingleFlight } from './single-flight.js'
 
 /** The settings the request path reads, resolved from options and defaults. */
@@ -321,19 +321,11 @@ export class StrataEngine {
     bump(this.stats.hitsByTier, hit.tier)
     const name = countOperation(this.stats, operation, 'hit')
     this.observer?.outcome('hit', name, hit.tier, stale ? 'stale' : null)
-    const ttl = Math.max(0, Math.floor(((entry.freshUntil ?? entry.expiresAt) - now) / 1000))
+    const ttl = secondsFresh(entry, now)
     const result = resultFromBody(entry.body)
     this.http.record(
       context,
-      stale
-        ? { status: 'STALE', httpPolicy: null }
-        : {
-            status: 'HIT',
-            httpPolicy: ttl > 0 ? { maxAge: ttl, scope: entry.scope } : null,
-            body: entry.body,
-            entry,
-            result,
-          },
+      stale ? { status: 'STALE', httpPolicy: null } : served('HIT', entry, result, ttl),
     )
     if (this.settings.debug) {
       const age = Math.floor((now - entry.createdAt) / 1000)
@@ -344,10 +336,22 @@ export class StrataEngine {
     return stale
   }
 
-  /** Serves the body an identical in-flight execution produced. */
-  serveCoalesced(body: string, context: unknown, setResult: (result: ExecutionResult) => void): void {
+  /** Serves the entry an identical in-flight execution stored, with the headers its hits get. */
+  serveCoalesced(entry: CacheEntry, context: unknown, setResult: (result: ExecutionResult) => void): void {
     this.stats.coalesced++
-    this.http.record(context, { status: 'MISS', httpPolicy: null })
-    setResult(resultFromBody(body))
+    const result = resultFromBody(entry.body)
+    this.http.record(context, served('MISS', entry, result, secondsFresh(entry, Date.now())))
+    setResult(result)
   }
+}
+
+/** Whole seconds `entry` stays fresh after `now`. */
+function secondsFresh(entry: CacheEntry, now: number): number {
+  return Math.max(0, Math.floor(((entry.freshUntil ?? entry.expiresAt) - now) / 1000))
+}
+
+/** The outcome of serving a stored entry: HTTP caches may keep it for what remains of its maxAge. */
+function served(status: Outcome['status'], entry: CacheEntry, result: object, ttl: number): Outcome {
+  const httpPolicy = ttl > 0 ? { maxAge: ttl, scope: entry.scope } : null
+  return { status, httpPolicy, body: entry.body, entry, result }
 }

@@ -99,7 +99,7 @@ class MissRun {
       return
     }
     clearTimeout(this.#timer)
-    let shared: string | undefined
+    let shared: CacheEntry | undefined
     try {
       if (this.#foreign) {
         bump(this.engine.stats.skippedStores, 'added-field-error')
@@ -132,7 +132,7 @@ class MissRun {
     this.#timer.unref?.()
   }
 
-  #end(shared: string | undefined): void {
+  #end(shared: CacheEntry | undefined): void {
     if (this.#state === 'ended') return
     const started = this.#state === 'running'
     this.#state = 'ended'
@@ -144,7 +144,7 @@ class MissRun {
 
   /**
    * Analyses the result, hands the client its own fields, and stores it unless a rule forbids it or
-   * `mayStore` is false; returns the body when it was stored (waiters may share it).
+   * `mayStore` is false; returns the entry when it was stored (waiters may share it).
    */
   #store(
     args: ExecutionArgs,
@@ -161,7 +161,7 @@ class MissRun {
       return undefined
     }
     const run: RunFacts = { start: this.#start, startedAt: this.#startedAt, hints: this.#hints, mayStore }
-    const { stripped, body, policy, skip, stored } = settleResult(engine, this.miss, args, result, run)
+    const { stripped, body, policy, skip, entry } = settleResult(engine, this.miss, args, result, run)
     // What the result's policy is not known for certain: no cache-control header either.
     const stale =
       skip === 'given-up' ||
@@ -170,7 +170,8 @@ class MissRun {
       skip === 'ambiguous-dynamic-hint'
     const outcome: Outcome = {
       status: 'MISS',
-      httpPolicy: stripped.errors?.length || stale ? null : policy,
+      // A result with errors is sent no-store, unless it was stored (`cacheErrors`): its hits send a maxAge.
+      httpPolicy: (stripped.errors?.length && !entry) || stale ? null : policy,
       body,
     }
     engine.http.record(args.contextValue, outcome)
@@ -180,7 +181,7 @@ class MissRun {
     const served = stripped.errors || stripped.extensions ? stripped : withBody(stripped, body)
     outcome.result = served
     setResult(served)
-    return stored ? body : undefined
+    return entry
   }
 }
 
@@ -214,7 +215,8 @@ export interface Settled {
   readonly policy: { readonly maxAge: number; readonly scope: CacheScope } | null
   /** Why it was not stored, if it was not. */
   readonly skip: SkipReason | undefined
-  readonly stored: boolean
+  /** The entry stored, if it was. */
+  readonly entry: CacheEntry | undefined
   /** Settles once the asynchronous tiers' writes have (never rejects); none when all were synchronous. */
   readonly written?: Promise<void> | undefined
 }
@@ -260,7 +262,7 @@ export function settleResult(
 
   if (skip !== undefined || !policy) {
     if (skip !== undefined) bump(stats.skippedStores, skip)
-    return { stripped, body, policy, skip, stored: false }
+    return { stripped, body, policy, skip, entry: undefined }
   }
   const now = Date.now()
   const freshUntil = now + policy.maxAge * 1000
@@ -278,7 +280,7 @@ export function settleResult(
   }
   const written = engine.cache.set(key, entry, { startedAt: run.startedAt })
   stats.stores++
-  return { stripped, body, policy, skip, stored: true, written }
+  return { stripped, body, policy, skip, entry, written }
 }
 
 /**

@@ -1,13 +1,15 @@
+import type { CacheEntry } from '../tiers/tier.js'
+
 /**
  * Concurrent identical misses execute once: the first caller leads, the rest wait for
- * its serialized body. A flight whose result cannot be shared settles with `undefined`
+ * the entry it stored. A flight whose result cannot be shared settles with `undefined`
  * and its waiters execute on their own.
  */
 export class SingleFlight {
   readonly #flights = new Map<string, Flight>()
 
   /** The flight in progress for `key`, if any. */
-  join(key: string): Promise<string | undefined> | undefined {
+  join(key: string): Promise<CacheEntry | undefined> | undefined {
     return this.#flights.get(key)?.promise
   }
 
@@ -35,8 +37,8 @@ export class SingleFlight {
 }
 
 export class Flight {
-  readonly promise: Promise<string | undefined>
-  #resolve!: (body: string | undefined) => void
+  readonly promise: Promise<CacheEntry | undefined>
+  #resolve!: (entry: CacheEntry | undefined) => void
   #landed = false
   readonly #onLand: () => void
 
@@ -47,11 +49,11 @@ export class Flight {
     })
   }
 
-  /** Settles the flight: a body to share, or `undefined` (waiters execute themselves). Idempotent. */
-  land(body: string | undefined): void {
+  /** Settles the flight: the entry stored, to share, or `undefined` (waiters execute themselves). Idempotent. */
+  land(entry: CacheEntry | undefined): void {
     if (this.#landed) return
     this.#landed = true
     this.#onLand()
-    this.#resolve(body)
+    this.#resolve(entry)
   }
 }

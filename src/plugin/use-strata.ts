@@ -237,9 +237,9 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
       }
       const inFlight = settings.singleFlight ? engine.flights.join(key) : undefined
       if (!inFlight) return executeMiss(engine, payload, miss)
-      return inFlight.then((body) => {
-        if (body === undefined) return executeMiss(engine, payload, miss)
-        return engine.serveCoalesced(body, context, payload.setResultAndStopExecution)
+      return inFlight.then((entry) => {
+        if (entry === undefined) return executeMiss(engine, payload, miss)
+        return engine.serveCoalesced(entry, context, payload.setResultAndStopExecution)
       })
     }
     // Local tiers answer synchronously, so nothing can be invalidated during their lookup.

@@ -199,7 +199,11 @@ describe('never stored', () => {
     expect(a.json.errors?.[0]?.extensions?.code).toBe('NOT_FOUND')
     expect(b.cache).toBe('HIT')
     expect(b.text).toBe(a.text)
-    await server.query('{ broken { id } posts { id } }')
+    // The stored miss tells HTTP caches what its hits tell them.
+    expect(a.headers.get('cache-control')).toMatch(/^max-age=\d+, public$/)
+    expect(b.headers.get('cache-control')).toMatch(/^max-age=\d+, public$/)
+    const unexpected = await server.query('{ broken { id } posts { id } }')
+    expect(unexpected.headers.get('cache-control')).toBe('no-store')
     expect((await server.query('{ broken { id } posts { id } }')).cache).toBe('MISS')
   })
 

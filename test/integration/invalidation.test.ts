@@ -335,6 +335,12 @@ describe('concurrency', () => {
     expect(responses[0]?.json.data?.slowPost).toEqual({ id: '2', title: 'Post 2' })
     expect(strata.stats().coalesced).toBe(9)
     expect(responses.every((r) => r.cache === 'MISS')).toBe(true)
+    // Waiters are answered with the headers of the entry they share, as the leader and its hits are.
+    for (const response of responses) {
+      expect(response.headers.get('cache-control')).toMatch(/^max-age=(59|60), public$/)
+      expect(response.headers.get('etag')).toBe(responses[0]?.headers.get('etag'))
+    }
+    expect(responses[0]?.headers.get('etag')).toMatch(/^W\//)
   })
 
   it('a request arriving after a mutation does not join a flight that began before it', async () => {
