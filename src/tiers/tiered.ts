@@ -168,12 +168,13 @@ export class TieredCache {
    * synchronous) settles, never rejecting, once the asynchronous writes have.
    */
   set(key: string, entry: CacheEntry, options: SetOptions = {}): Promise<void> | undefined {
-    let pending: Promise<void>[] | undefined
+    const pending: Promise<void>[] = []
     for (let i = 0; i < this.tiers.length; i++) {
       const written = this.#write(i, key, entry, options)
-      if (written) (pending ??= []).push(written)
+      if (written) pending.push(written)
     }
-    return pending && Promise.all(pending).then(() => undefined)
+    if (pending.length === 0) return undefined
+    return Promise.all(pending).then(() => undefined)
   }
 
   #write(index: number, key: string, entry: CacheEntry, options: SetOptions): Promise<void> | undefined {
