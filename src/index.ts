@@ -12,6 +12,7 @@ export { type StrataHandle, type StrataPlugin, useStrata } from './plugin/use-st
 export type { WarmOperation, WarmOptions } from './plugin/warm.js'
 export {
   cacheControlDirectiveSdl,
+  cacheTagDirectiveSdl,
   invalidatesDirectiveSdl,
   strataDirectivesSdl,
 } from './policy/directives.js'

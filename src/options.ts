@@ -123,6 +123,14 @@ export interface StrataOptions<TContext = StrataContext> {
    */
   invalidates?: Readonly<Record<string, readonly string[] | MutationInvalidation>>
   /**
+   * Cache tags by field coordinate: the config form of `@cacheTag`, replacing the field's directives.
+   * An entry in which the field appears carries the tags; `invalidateCacheTags`, the admin field and
+   * `@invalidates(cacheTags:)` invalidate them. `{args.name}` is replaced by the argument's value.
+   * @example { 'Query.postCount': ['post-stats'], 'Query.product': ['product-{args.id}'] }
+   * @default {}
+   */
+  cacheTags?: Readonly<Record<string, readonly string[]>>
+  /**
    * Invalidate the entities found in mutation results (their entity and collection tags).
    * @default true
    */

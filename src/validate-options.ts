@@ -42,6 +42,15 @@ function checkNames(value: unknown, name: string, allowEmpty: boolean): void {
       fail(name, `contains ${describe(item)}, which is not a GraphQL name`)
 }
 
+/** Cache tag formats: non-empty strings (placeholders are checked against the schema). */
+function checkTagFormats(value: unknown, name: string): void {
+  if (!Array.isArray(value) || value.length === 0)
+    fail(name, `must be a non-empty array of cache tags such as "post-stats", got ${describe(value)}`)
+  for (const format of value)
+    if (typeof format !== 'string' || format === '')
+      fail(name, `contains ${describe(format)}, which is not a non-empty string`)
+}
+
 /** A mutation field's invalidation: a list of types, or `{ types?, entity?, keyArgs? }`. */
 function checkInvalidation(value: unknown, name: string): void {
   if (Array.isArray(value)) {
@@ -63,10 +72,12 @@ function checkInvalidation(value: unknown, name: string): void {
             `${name}.keyArgs`,
             `contains ${describe(path)}, which is not an argument path such as "id" or "input.id"`,
           )
-    } else fail(`${name}.${property}`, 'is not an option of an invalidation (types, entity, keyArgs)')
+    } else if (property === 'cacheTags') checkTagFormats(given, `${name}.cacheTags`)
+    else
+      fail(`${name}.${property}`, 'is not an option of an invalidation (types, entity, keyArgs, cacheTags)')
   }
-  if (value.types === undefined && value.entity === undefined)
-    fail(name, "names nothing: give it `types`, or an `entity` the field's arguments name")
+  if (value.types === undefined && value.entity === undefined && value.cacheTags === undefined)
+    fail(name, "names nothing: give it `types`, `cacheTags`, or an `entity` the field's arguments name")
   if (value.keyArgs !== undefined && value.entity === undefined) fail(`${name}.keyArgs`, 'needs an `entity`')
 }
 
@@ -98,6 +109,7 @@ const KNOWN = new Set([
   'keyFields',
   'defaultKeyFields',
   'invalidates',
+  'cacheTags',
   'invalidateOnMutation',
   'enabled',
   'refresh',
@@ -198,6 +210,14 @@ export function validateOptions(options: unknown): void {
           'must be a mutation field coordinate such as "Mutation.deletePost"',
         )
       checkInvalidation(types, `invalidates["${coordinate}"]`)
+    }
+  }
+  if (options.cacheTags !== undefined) {
+    checkRecord(options.cacheTags, 'cacheTags')
+    for (const [coordinate, formats] of Object.entries(options.cacheTags)) {
+      if (!COORDINATE.test(coordinate) || !coordinate.includes('.'))
+        fail(`cacheTags["${coordinate}"]`, 'must be a field coordinate such as "Query.postCount"')
+      checkTagFormats(formats, `cacheTags["${coordinate}"]`)
     }
   }
   const version = options.schemaVersion

@@ -3,6 +3,7 @@ import type { ChangeSource } from '../changes/source.js'
 import { tagsForEntityChange, tagsForTypeChange } from '../entities/tags.js'
 import { isWellFormedTenant, keyTenant } from '../key/key.js'
 import type { StrataEngine } from '../plugin/engine.js'
+import { cacheTag } from '../policy/cache-tags.js'
 import { ask, type PurgeFilter, purgeListing } from '../tiers/purge.js'
 import type { EntryQuery, EntrySummary } from '../tiers/tier.js'
 
@@ -212,6 +213,10 @@ class AdminMutation {
 
   invalidateTags(args: { tags: string[] }) {
     return this.#tags(args.tags)
+  }
+
+  invalidateCacheTags(args: { tags: string[] }) {
+    return this.#tags(args.tags.map(cacheTag))
   }
 
   async invalidateOperation(args: { operationName: string }) {

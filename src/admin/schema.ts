@@ -24,6 +24,8 @@ function adminSdl(name: string, hasMutation: boolean): string {
       invalidateTypes(types: [String!]!): StrataPurge!
       invalidateEntities(type: String!, ids: [ID!]!): StrataPurge!
       invalidateTags(tags: [String!]!): StrataPurge!
+      "Entries carrying any of these cache tags (@cacheTag), as rendered: post-stats, product-42, product-* for all."
+      invalidateCacheTags(tags: [String!]!): StrataPurge!
       invalidateOperation(operationName: String!): StrataPurge!
       "Everything, or one tenant's entries. A tenant admin flushes its own tenant only."
       flush(tenant: String): StrataPurge!

@@ -1,7 +1,10 @@
 import {
+  type GraphQLField,
   type GraphQLObjectType,
   type GraphQLOutputType,
+  getArgumentValues,
   getNamedType,
+  getVariableValues,
   isCompositeType,
   isListType,
   isNonNullType,
@@ -9,6 +12,7 @@ import {
   SchemaMetaFieldDef,
   TypeMetaFieldDef,
 } from 'graphql'
+import { renderTags, type TagFormat } from '../policy/cache-tags.js'
 import type { DynamicField } from '../policy/dynamic.js'
 import type { PolicyState } from '../policy/policy.js'
 import { restrict, settle } from '../policy/policy.js'
@@ -48,6 +52,8 @@ interface Walk {
   readonly keylessTypes: Set<string>
   /** Fields whose resolvers set a dynamic hint, by response path; then the walk tracks paths. */
   readonly dynamic: ReadonlyMap<string, DynamicField> | undefined
+  /** The operation's variables as execution coerced them, once a cache tag needs an argument. */
+  variables: Record<string, unknown> | undefined
   complete: boolean
 }
 
@@ -71,6 +77,7 @@ export function analyzeResult(
     entities: new Map(),
     keylessTypes: new Set(),
     dynamic,
+    variables: undefined,
     complete: true,
   }
   const path = dynamic ? '' : undefined
@@ -117,6 +124,7 @@ function computeFacts(walk: Walk, parent: GraphQLObjectType, fieldName: string, 
     objectType: named !== undefined && isObjectType(named) ? named : undefined,
     list: field !== undefined && hasList(field.type),
     collectionTags: composite && !introspection ? walk.hints.possibleTypeNames(named).map(collectionTag) : [],
+    cacheTags: field && !introspection ? walk.hints.fieldTags(parent, fieldName) : [],
   }
 }
 
@@ -149,6 +157,7 @@ function walkObject(
     // A field whose resolver set a hint counts with that hint instead (after the walk).
     const hinted = fieldPath !== undefined && walk.dynamic?.has(fieldPath) === true
     if (facts.policy && !hinted) restrict(walk.policy, facts.policy)
+    if (facts.cacheTags.length > 0) addCacheTags(walk, type, field, facts.cacheTags)
     if (!facts.composite) {
       out[responseKey] = fieldValue
       continue
@@ -168,6 +177,41 @@ function walkObject(
     walk.tags.add(typeTag(type.name))
   }
   return out
+}
+
+/**
+ * Adds the cache tags of one occurrence of a field, rendered from its arguments. One that cannot be
+ * rendered (a scalar fails to serialize an argument) leaves the result unstored: an invalidation
+ * naming the tag would not reach it.
+ */
+function addCacheTags(
+  walk: Walk,
+  parent: GraphQLObjectType,
+  field: CollectedField,
+  formats: readonly TagFormat[],
+): void {
+  try {
+    const definition = parent.getFields()[field.fieldName] as GraphQLField<unknown, unknown>
+    let values: Record<string, unknown> = {}
+    if (formats.some((format) => format.fixed === undefined)) {
+      const variables = walk.variables ?? coerced(walk.scope)
+      walk.variables = variables
+      values = getArgumentValues(definition, field.node, variables)
+    }
+    renderTags(formats, values, true, walk.tags)
+  } catch {
+    walk.complete = false
+  }
+}
+
+/** The operation's variables as execution coerced them (defaults applied, enums and scalars parsed). */
+function coerced(scope: CollectScope): Record<string, unknown> {
+  const { coerced: values } = getVariableValues(
+    scope.schema,
+    scope.operation.variableDefinitions ?? [],
+    scope.variables as Record<string, unknown>,
+  )
+  return values ?? {}
 }
 
 function addEntity(

@@ -11,6 +11,7 @@ import {
   type ValueNode,
   valueFromASTUntyped,
 } from 'graphql'
+import type { TagFormat } from '../policy/cache-tags.js'
 import type { PolicyState } from '../policy/policy.js'
 import { keyAlias } from './rewrite.js'
 
@@ -52,6 +53,8 @@ export interface FieldFacts {
   readonly list: boolean
   /** Collection tags added when the field is a list, or null, or empty. */
   readonly collectionTags: readonly string[]
+  /** Cache tags (`@cacheTag`) added wherever the field appears. */
+  readonly cacheTags: readonly TagFormat[]
 }
 
 /** Per-operation context for field collection. */

@@ -11,6 +11,8 @@ import {
 import { analyzeResult } from '../entities/analyze.js'
 import { fieldsFor } from '../entities/collect.js'
 import { collectionTag, tagsForEntityChange, tagsForTypeChange, typeTag } from '../entities/tags.js'
+import { argumentValue } from '../policy/arguments.js'
+import { renderTags } from '../policy/cache-tags.js'
 import type { MutationTarget } from '../policy/schema-hints.js'
 import type { StrataEngine } from './engine.js'
 import { collectScope, type DonePayload, type ExecutePayload, isExecutionResult } from './execution.js'
@@ -83,9 +85,10 @@ export function watchMutation(
 }
 
 /**
- * The tags a field's `@invalidates` names: its types', and its entity's, keyed by the field's
- * arguments as coerced for this execution. An entity whose key an argument leaves out (null, or
- * not given) cannot be told apart from the others: its whole type is invalidated instead.
+ * The tags a field's `@invalidates` names: its types', its cache tags (rendered from its arguments),
+ * and its entity's, keyed by the field's arguments as coerced for this execution. An entity whose
+ * key an argument leaves out (null, or not given) cannot be told apart from the others: its whole
+ * type is invalidated instead (and a cache tag's format, its wildcard).
  */
 function declaredTags(
   target: MutationTarget,
@@ -94,14 +97,20 @@ function declaredTags(
   variables: () => Record<string, unknown>,
 ): string[] {
   const tags = target.types.flatMap(tagsForTypeChange)
-  const { entity } = target
-  if (!entity) return tags
+  const { entity, cacheTags } = target
   const field = mutationType.getFields()[node.name.value] as GraphQLField<unknown, unknown>
-  const values = getArgumentValues(field, node, variables())
+  const needsValues = entity !== undefined || cacheTags.some((format) => format.fixed === undefined)
+  const values = needsValues ? getArgumentValues(field, node, variables()) : {}
+  if (cacheTags.length > 0) {
+    const rendered = new Set<string>()
+    renderTags(cacheTags, values, false, rendered)
+    tags.push(...rendered)
+  }
+  if (!entity) return tags
   const typeWide = () => [...tags, ...tagsForTypeChange(entity.typeName)]
   const keys: unknown[] = []
   for (const { steps, leaf, list } of entity.paths) {
-    const value = steps.reduce<unknown>((at, step) => (at as Record<string, unknown> | null)?.[step], values)
+    const value = argumentValue(values, steps)
     if (value === null || value === undefined) return typeWide()
     if (!list) {
       keys.push(leaf.serialize(value))
@@ -119,9 +128,10 @@ function declaredTags(
 }
 
 /**
- * {@link declaredTags}, or, if reading the key throws (a custom scalar's `serialize` that fails on
- * its own parsed value), every tag of the declared types and the entity's type: the field ran, so
- * what it changed must be invalidated, and its response must not turn into an error.
+ * {@link declaredTags}, or, if reading an argument throws (a custom scalar's `serialize` that fails
+ * on its own parsed value), every tag of the declared types and the entity's type, and each cache tag
+ * format's wildcard: the field ran, so what it changed must be invalidated, and its response must not
+ * turn into an error.
  */
 function safeDeclaredTags(
   engine: StrataEngine,
@@ -135,10 +145,11 @@ function safeDeclaredTags(
   } catch (error) {
     engine.logger.warn(
       { field: node.name.value, err: error },
-      'strata: could not read the key of @invalidates(entity:); its whole type is invalidated',
+      'strata: could not read an argument @invalidates names; its whole type (or cache tag format) is invalidated',
     )
     const types = target.entity ? [...target.types, target.entity.typeName] : target.types
-    return types.flatMap(tagsForTypeChange)
+    const cacheTags = target.cacheTags.map((format) => format.fixed ?? (format.wildcard as string))
+    return [...types.flatMap(tagsForTypeChange), ...cacheTags]
   }
 }
 

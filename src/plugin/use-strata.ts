@@ -10,6 +10,7 @@ import { deriveKey, isWellFormedTenant } from '../key/key.js'
 import { createMetrics } from '../observability/metrics.js'
 import type { StrataStats } from '../observability/stats.js'
 import { type RequestInfo, type StrataContext, type StrataOptions, strataDefaults } from '../options.js'
+import { cacheTag } from '../policy/cache-tags.js'
 import { instrumentResolvers } from '../policy/dynamic.js'
 import { breakerDefaults } from '../tiers/breaker.js'
 import { memoryTier } from '../tiers/memory.js'
@@ -44,6 +45,11 @@ export interface StrataHandle {
   invalidateEntities(typeName: string, ids: readonly unknown[]): Promise<Record<string, number>>
   /** Invalidates everything that depends on the given types. */
   invalidateTypes(typeNames: readonly string[]): Promise<Record<string, number>>
+  /**
+   * Invalidates the entries carrying any of these cache tags (`@cacheTag`), as rendered: `'post-stats'`,
+   * `'product-42'`; `'product-*'` for every rendering of `product-{args.id}`.
+   */
+  invalidateCacheTags(tags: readonly string[]): Promise<Record<string, number>>
   /** Removes every entry of `tenant`, or every entry when omitted. */
   clear(tenant?: string | null): Promise<Record<string, number>>
   /** A snapshot of the counters. */
@@ -146,6 +152,7 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
         keyFields: options.keyFields ?? {},
         defaultKeyFields: settings.defaultKeyFields,
         invalidates: options.invalidates ?? {},
+        cacheTags: options.cacheTags ?? {},
       }
       state = new SchemaState(schema, hintOptions, options.schemaVersion, adminField)
       if (settings.dynamicHints) instrumentResolvers(schema, state.hints, wrongHint)
@@ -287,6 +294,7 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
           ids.flatMap((id) => tagsForEntityChange(typeName, Array.isArray(id) ? id : [id])),
         ),
       invalidateTypes: (typeNames) => engine.invalidateTags(typeNames.flatMap(tagsForTypeChange)),
+      invalidateCacheTags: (tags) => engine.invalidateTags(tags.map(cacheTag)),
       clear: async (tenant) => {
         if (typeof tenant === 'string' && !isWellFormedTenant(tenant))
           throw new TypeError(`strata.clear: tenant ${JSON.stringify(tenant)} is not well-formed Unicode`)

@@ -28,8 +28,18 @@ directive @cacheControl(
  * unauthorized caller cannot purge the cache.
  */
 export const invalidatesDirectiveSdl = /* GraphQL */ `
-directive @invalidates(types: [String!], entity: String, keyArgs: [String!]) on FIELD_DEFINITION
+directive @invalidates(types: [String!], entity: String, keyArgs: [String!], cacheTags: [String!]) on FIELD_DEFINITION
 `
 
-/** Both directives, ready to prepend to your SDL. */
-export const strataDirectivesSdl = cacheControlDirectiveSdl + invalidatesDirectiveSdl
+/**
+ * `@cacheTag(format:)` on a field (of an object type, or of an interface its implementations
+ * inherit it from): every cached result in which the field appears carries the tag, which
+ * `invalidateCacheTags`, the admin field and `@invalidates(cacheTags:)` invalidate. `{args.id}` or
+ * `{args.input.id}` is replaced by the field's argument (a list argument gives one tag per value).
+ */
+export const cacheTagDirectiveSdl = /* GraphQL */ `
+directive @cacheTag(format: String!) repeatable on FIELD_DEFINITION
+`
+
+/** Strata's directives, ready to prepend to your SDL. */
+export const strataDirectivesSdl = cacheControlDirectiveSdl + invalidatesDirectiveSdl + cacheTagDirectiveSdl

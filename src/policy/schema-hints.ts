@@ -2,20 +2,17 @@ import { getDirective } from '@graphql-tools/utils'
 import {
   type GraphQLCompositeType,
   type GraphQLField,
-  type GraphQLInputType,
   type GraphQLLeafType,
   type GraphQLNamedType,
   type GraphQLObjectType,
   type GraphQLSchema,
   getNamedType,
-  getNullableType,
   isCompositeType,
-  isInputObjectType,
-  isLeafType,
-  isListType,
   isObjectType,
 } from 'graphql'
 import { StrataSchemaError } from '../errors.js'
+import { argumentLeaf } from './arguments.js'
+import { parseTagFormat, type TagFormat } from './cache-tags.js'
 import { type CacheHint, type FieldBase, fieldBase, type PolicyState, settle } from './policy.js'
 
 /**
@@ -37,6 +34,8 @@ export interface SchemaHints {
   mutationTarget(fieldName: string): MutationTarget | undefined
   /** Concrete object types a named composite type may resolve to. */
   possibleTypeNames(type: GraphQLCompositeType): readonly string[]
+  /** The cache tags (`@cacheTag`) a field of an object type adds to the entries it appears in. */
+  fieldTags(parent: GraphQLObjectType, fieldName: string): readonly TagFormat[]
 }
 
 export interface SchemaHintOptions {
@@ -46,6 +45,8 @@ export interface SchemaHintOptions {
   keyFields: Readonly<Record<string, readonly string[]>>
   defaultKeyFields: readonly string[]
   invalidates: Readonly<Record<string, readonly string[] | MutationInvalidation>>
+  /** Config form of `@cacheTag`, by field coordinate; replaces the field's directives. */
+  cacheTags: Readonly<Record<string, readonly string[]>>
 }
 
 /** What a mutation field invalidates when it succeeds: the arguments of `@invalidates`. */
@@ -60,11 +61,17 @@ export interface MutationInvalidation {
    * Default: the arguments named like the key fields.
    */
   keyArgs?: readonly string[]
+  /**
+   * Cache tags (see `@cacheTag`) rendered from the field's arguments: `["post-stats"]`,
+   * `["product-{args.id}"]`.
+   */
+  cacheTags?: readonly string[]
 }
 
 /** A mutation field's declared invalidation, checked against the schema. */
 export interface MutationTarget {
   readonly types: readonly string[]
+  readonly cacheTags: readonly TagFormat[]
   readonly entity?: {
     readonly typeName: string
     /**
@@ -169,6 +176,22 @@ export function buildSchemaHints(schema: GraphQLSchema, options: SchemaHintOptio
     }
   }
 
+  const fieldTags = new Map<string, readonly TagFormat[]>()
+  const tagsOf = (parent: GraphQLObjectType, fieldName: string): readonly TagFormat[] => {
+    const coordinate = `${parent.name}.${fieldName}`
+    let formats = fieldTags.get(coordinate)
+    if (formats === undefined) {
+      formats = cacheTagsOf(schema, parent, fieldName, options.cacheTags)
+      fieldTags.set(coordinate, formats)
+    }
+    return formats
+  }
+  // Every format is checked at schema load, not when a result first shows its field.
+  for (const type of Object.values(schema.getTypeMap())) {
+    if (isObjectType(type) && !type.name.startsWith('__'))
+      for (const fieldName of Object.keys(type.getFields())) tagsOf(type, fieldName)
+  }
+
   const possible = new Map<string, readonly string[]>()
   return {
     schema,
@@ -178,6 +201,7 @@ export function buildSchemaHints(schema: GraphQLSchema, options: SchemaHintOptio
     defaultMaxAge: options.defaultMaxAge,
     keyFields: (typeName) => keyFieldsByType.get(typeName),
     mutationTarget: (fieldName) => mutationTargets.get(fieldName),
+    fieldTags: tagsOf,
     possibleTypeNames(type) {
       let names = possible.get(type.name)
       if (!names) {
@@ -219,6 +243,15 @@ function validateCoordinates(schema: GraphQLSchema, options: SchemaHintOptions):
       }
     }
   }
+  for (const coordinate of Object.keys(options.cacheTags)) {
+    const [typeName, fieldName = ''] = coordinate.split('.')
+    const type = typeName === undefined ? undefined : schema.getType(typeName)
+    if (!isObjectType(type) || !type.getFields()[fieldName]) {
+      throw new StrataSchemaError(
+        `option \`cacheTags\` names "${coordinate}", which is not a field of an object type of the schema`,
+      )
+    }
+  }
   const mutationType = schema.getMutationType()
   for (const coordinate of Object.keys(options.invalidates)) {
     const [typeName, fieldName] = coordinate.split('.')
@@ -250,11 +283,15 @@ function mutationTarget(
   for (const typeName of types) {
     if (!schema.getType(typeName)) fail(`names type "${typeName}", which the schema does not define`)
   }
+  const cacheTags = (declared.cacheTags ?? []).map((format) =>
+    parseTagFormat(format, field, `@invalidates on ${coordinate}`),
+  )
   if (declared.entity === undefined || declared.entity === null) {
     if (declared.keyArgs !== undefined && declared.keyArgs !== null)
       fail('gives keyArgs, but keyArgs needs an `entity`')
-    if (types.length === 0) fail('names nothing: give it `types`, or an `entity` its arguments name')
-    return { types }
+    if (types.length === 0 && cacheTags.length === 0)
+      fail('names nothing: give it `types`, `cacheTags`, or an `entity` its arguments name')
+    return { types, cacheTags }
   }
   const typeName = declared.entity
   const type = schema.getType(typeName)
@@ -272,27 +309,38 @@ function mutationTarget(
       return fail(`cannot take ${typeName}'s key from argument "${path}": ${found}`)
     return { steps, ...found }
   })
-  return { types, entity: { typeName, paths } }
+  return { types, cacheTags, entity: { typeName, paths } }
 }
 
-/** The type of the key value `steps` lead to through `field`'s arguments, or why there is none. */
-function argumentLeaf(
-  field: GraphQLField<unknown, unknown>,
-  steps: readonly string[],
-  listAllowed: boolean,
-): { leaf: GraphQLLeafType; list: boolean } | string {
-  const [first, ...rest] = steps
-  let type: GraphQLInputType | undefined = field.args.find((arg) => arg.name === first)?.type
-  if (!type) return `${field.name} has no argument "${first}"`
-  for (const step of rest) {
-    const named: GraphQLInputType = getNullableType(type)
-    if (!isInputObjectType(named)) return `"${step}" is not a field of an input object`
-    type = named.getFields()[step]?.type
-    if (!type) return `${named.name} has no field "${step}"`
+/**
+ * A field's cache tags: those the `cacheTags` option gives its coordinate, or else its `@cacheTag`
+ * directives and those on the same field of the interfaces its type implements.
+ */
+function cacheTagsOf(
+  schema: GraphQLSchema,
+  parent: GraphQLObjectType,
+  fieldName: string,
+  configured: Readonly<Record<string, readonly string[]>>,
+): readonly TagFormat[] {
+  const field = parent.getFields()[fieldName] as GraphQLField<unknown, unknown>
+  const coordinate = `${parent.name}.${fieldName}`
+  const formats: unknown[] = []
+  const given = configured[coordinate]
+  if (given) formats.push(...given)
+  else {
+    for (const owner of [field, ...parent.getInterfaces().map((i) => i.getFields()[fieldName])]) {
+      if (!owner) continue
+      for (const args of getDirective(schema, owner, 'cacheTag') ?? []) formats.push(args.format)
+    }
   }
-  const value = getNullableType(type)
-  const list = isListType(value)
-  if (list && !listAllowed) return 'a list names several entities, which a composite key cannot pair up'
-  const leaf = isListType(value) ? getNullableType(value.ofType) : value
-  return isLeafType(leaf) ? { leaf, list } : 'it is not a scalar or enum value (or a list of them)'
+  if (formats.length === 0) return NO_TAGS
+  const where = given ? `option \`cacheTags["${coordinate}"]\`` : `@cacheTag on ${coordinate}`
+  const parsed = new Map<string, TagFormat>()
+  for (const format of formats) {
+    const tag = parseTagFormat(format, field, where)
+    parsed.set(tag.format, tag)
+  }
+  return [...parsed.values()]
 }
+
+const NO_TAGS: readonly TagFormat[] = []

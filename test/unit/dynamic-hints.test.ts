@@ -30,6 +30,7 @@ instrumentResolvers(
     keyFields: {},
     defaultKeyFields: ['id'],
     invalidates: {},
+    cacheTags: {},
   }),
   () => {},
 )

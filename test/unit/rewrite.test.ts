@@ -19,6 +19,7 @@ const hints = buildSchemaHints(schema, {
   keyFields: {},
   defaultKeyFields: ['id'],
   invalidates: {},
+  cacheTags: {},
 })
 const facts = (query: string) => analyzeDocument(parse(query), hints)
 const printed = (query: string) => print(facts(query).rewritten).replace(/\s+/g, ' ')

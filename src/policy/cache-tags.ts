@@ -1,0 +1,117 @@
+import type { GraphQLField } from 'graphql'
+import { StrataSchemaError } from '../errors.js'
+import { type ArgumentPath, argumentLeaf, argumentValue } from './arguments.js'
+
+/**
+ * Cache tags (`@cacheTag`) are stored behind this prefix, which no entity, collection or type tag
+ * starts with (GraphQL names cannot), so a cache tag never reaches an entity's entries or the reverse.
+ */
+const PREFIX = '#'
+
+/** The stored form of the cache tag `text`, as `invalidateCacheTags` names it. */
+export function cacheTag(text: string): string {
+  return PREFIX + text
+}
+
+/**
+ * A checked `@cacheTag(format:)`: literal text with placeholders `{args.name}` or `{args.input.field}`
+ * read from the arguments of the field it is on (a list argument renders one tag per value).
+ */
+export interface TagFormat {
+  readonly format: string
+  readonly parts: readonly (string | ArgumentPath)[]
+  /** The stored tag, for a format without placeholders. */
+  readonly fixed: string | undefined
+  /**
+   * For a format with placeholders, the tag every rendering of it also carries (its placeholders
+   * written `*`): what an invalidation whose value is missing invalidates.
+   */
+  readonly wildcard: string | undefined
+}
+
+const PLACEHOLDER = /\{([^{}]*)\}/g
+
+/** Checks a format against the field whose arguments fill it; the error says where and what is wrong. */
+export function parseTagFormat(
+  format: unknown,
+  field: GraphQLField<unknown, unknown>,
+  where: string,
+): TagFormat {
+  const fail = (problem: string): never => {
+    throw new StrataSchemaError(`${where}: cache tag ${JSON.stringify(format)} ${problem}`)
+  }
+  if (typeof format !== 'string' || format === '') return fail('must be a non-empty string')
+  const parts: (string | ArgumentPath)[] = []
+  const literal = (text: string) => {
+    if (/[{}]/.test(text)) fail('has a brace that opens or closes no placeholder')
+    if (text !== '') parts.push(text)
+  }
+  let last = 0
+  for (const match of format.matchAll(PLACEHOLDER)) {
+    literal(format.slice(last, match.index))
+    const inner = match[1] ?? ''
+    if (!inner.startsWith('args.') || inner.length === 5)
+      fail(`has the placeholder {${inner}}; a placeholder names an argument: {args.id}, {args.input.id}`)
+    const steps = inner.slice(5).split('.')
+    const found = argumentLeaf(field, steps, true)
+    if (typeof found === 'string') fail(`cannot read {${inner}}: ${found}`)
+    else parts.push({ steps, ...found })
+    last = match.index + match[0].length
+  }
+  literal(format.slice(last))
+  const placeholders = parts.some((part) => typeof part !== 'string')
+  const skeleton = parts.map((part) => (typeof part === 'string' ? part : '*')).join('')
+  return {
+    format,
+    parts,
+    fixed: placeholders ? undefined : cacheTag(format),
+    wildcard: placeholders ? cacheTag(skeleton) : undefined,
+  }
+}
+
+/**
+ * Adds to `out` the tags `formats` render from one field's coerced arguments. A stored entry
+ * (`forEntry`) carries each format's wildcard as well, and no rendering for a placeholder without a
+ * value (null or not given); an invalidation invalidates the wildcard instead: it cannot tell which
+ * entries the missing value would have named. Throws if a scalar cannot serialize an argument's value.
+ */
+export function renderTags(
+  formats: readonly TagFormat[],
+  values: Readonly<Record<string, unknown>>,
+  forEntry: boolean,
+  out: Set<string>,
+): void {
+  for (const format of formats) {
+    if (format.fixed !== undefined) {
+      out.add(format.fixed)
+      continue
+    }
+    const wildcard = format.wildcard as string
+    if (forEntry) out.add(wildcard)
+    let texts = ['']
+    for (const part of format.parts) {
+      if (typeof part === 'string') {
+        texts = texts.map((text) => text + part)
+        continue
+      }
+      const value = argumentValue(values, part.steps)
+      const items = part.list && Array.isArray(value) ? value : [value]
+      if (
+        value === null ||
+        value === undefined ||
+        items.some((item) => item === null || item === undefined)
+      ) {
+        texts = []
+        if (!forEntry) out.add(wildcard)
+        break
+      }
+      const rendered = items.map((item) => serialized(part.leaf.serialize(item)))
+      texts = texts.flatMap((text) => rendered.map((one) => text + one))
+    }
+    for (const text of texts) out.add(cacheTag(text))
+  }
+}
+
+function serialized(value: unknown): string {
+  return typeof value === 'string' ? value : JSON.stringify(value)
+}
