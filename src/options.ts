@@ -1,4 +1,4 @@
-import type { DocumentNode, GraphQLSchema } from 'graphql'
+import type { DocumentNode, ExecutionResult, GraphQLSchema } from 'graphql'
 import type { Logger } from 'pino'
 import type { AdminOptions } from './admin/admin.js'
 import type { ChangeSource } from './changes/source.js'
@@ -147,6 +147,14 @@ export interface StrataOptions<TContext = StrataContext> {
    * @default () => false
    */
   refresh?: (info: RequestInfo<TContext>) => boolean
+  /**
+   * Last say on storing a result that every rule allows: `false` keeps it out of the cache
+   * (`skippedStores.declined`). It sees the result as the client gets it. One that throws declines
+   * (logged); the request is answered either way.
+   * @example ({ result }) => !result.data?.search?.partial
+   * @default () => true
+   */
+  shouldStore?: (info: RequestInfo<TContext> & { readonly result: ExecutionResult }) => boolean
   /**
    * Store results that carry errors (partial data). Off by default: errors are often transient.
    * @default false

@@ -113,6 +113,7 @@ const KNOWN = new Set([
   'invalidateOnMutation',
   'enabled',
   'refresh',
+  'shouldStore',
   'cacheErrors',
   'dynamicHints',
   'maxEntryBytes',
@@ -146,7 +147,8 @@ export function validateOptions(options: unknown): void {
     )
   }
   if (options.tenant !== false) checkFunction(options, 'tenant', true)
-  for (const name of ['session', 'enabled', 'refresh', 'extraKeyData']) checkFunction(options, name)
+  for (const name of ['session', 'enabled', 'refresh', 'shouldStore', 'extraKeyData'])
+    checkFunction(options, name)
   for (const name of [
     'invalidateOnMutation',
     'cacheErrors',

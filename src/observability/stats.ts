@@ -22,6 +22,8 @@ export type SkipReason =
   | 'ambiguous-dynamic-hint'
   /** A plugin before Strata kept `onExecuteDone` waiting past the grace period: stripped, not stored. */
   | 'given-up'
+  /** The `shouldStore` option said no (or threw). */
+  | 'declined'
 
 /** A snapshot of the plugin's counters since start. */
 export interface StrataStats {

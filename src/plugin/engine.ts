@@ -10,6 +10,7 @@ import {
   emptyStats,
   type StrataStats,
 } from '../observability/stats.js'
+import type { RequestInfo } from '../options.js'
 import { type PurgeFilter, purgeListing } from '../tiers/purge.js'
 import type { BusMessage, CacheBus, CacheEntry } from '../tiers/tier.js'
 import type { TieredCache, TieredHit } from '../tiers/tiered.js'
@@ -29,6 +30,10 @@ export interface EngineSettings {
   readonly debug: boolean
   /** Resolvers get `info.cacheControl`, and misses record what they set. */
   readonly dynamicHints: boolean
+  /** The `shouldStore` option. */
+  readonly shouldStore:
+    | ((info: RequestInfo<unknown> & { readonly result: ExecutionResult }) => boolean)
+    | undefined
   /** How long telling other instances over the bus may take (a mutation waits for it). */
   readonly busTimeoutMs: number
 }

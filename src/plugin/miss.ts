@@ -1,6 +1,7 @@
 import { type ExecutionArgs, type ExecutionResult, GraphQLError, type GraphQLObjectType } from 'graphql'
 import { analyzeResult } from '../entities/analyze.js'
 import { bump, type SkipReason } from '../observability/stats.js'
+import type { RequestInfo } from '../options.js'
 import { type HintRecorder, recordHints, stopRecording } from '../policy/dynamic.js'
 import { type CacheScope, cacheablePolicy } from '../policy/policy.js'
 import { type CacheEntry, isPromise } from '../tiers/tier.js'
@@ -20,6 +21,8 @@ export interface Miss {
   readonly session: string | null
   /** Operation name for stats and metrics. */
   readonly operation: string
+  /** What the `enabled`, `refresh` and `shouldStore` options are told about the request. */
+  readonly info: RequestInfo<unknown>
 }
 
 /**
@@ -259,6 +262,7 @@ export function settleResult(
   else if (engine.clock.isStale(run.start, analysis.tags, tenant)) {
     skip = 'invalidated-during-execution'
   } else if (size > settings.maxEntryBytes) skip = 'too-large'
+  else if (settings.shouldStore && !userAllows(engine, miss, stripped)) skip = 'declined'
 
   if (skip !== undefined || !policy) {
     if (skip !== undefined) bump(stats.skippedStores, skip)
@@ -281,6 +285,16 @@ export function settleResult(
   const written = engine.cache.set(key, entry, { startedAt: run.startedAt })
   stats.stores++
   return { stripped, body, policy, skip, entry, written }
+}
+
+/** The `shouldStore` option's answer; one that throws declines, logged. */
+function userAllows(engine: StrataEngine, miss: Miss, result: ExecutionResult): boolean {
+  try {
+    return (engine.settings.shouldStore?.({ ...miss.info, result }) ?? true) === true
+  } catch (error) {
+    engine.logger.warn({ err: error, operation: miss.operation }, 'strata: shouldStore threw; not stored')
+    return false
+  }
 }
 
 /**

@@ -17,7 +17,7 @@ import { memoryTier } from '../tiers/memory.js'
 import { type CacheBus, type CacheEntry, type CacheTier, isPromise } from '../tiers/tier.js'
 import { TieredCache, type TieredHit } from '../tiers/tiered.js'
 import { validateOptions } from '../validate-options.js'
-import { StrataEngine } from './engine.js'
+import { type EngineSettings, StrataEngine } from './engine.js'
 import type { AnyContext } from './execution.js'
 import { HttpReporter, type ResponsePayload, type ResultProcessPayload } from './http.js'
 import { executeMiss } from './miss.js'
@@ -101,6 +101,8 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
     }),
     {
       ...settings,
+      // The engine hands it what it was given for this request: a `RequestInfo<TContext>`.
+      shouldStore: options.shouldStore as EngineSettings['shouldStore'],
       busTimeoutMs: options.breaker?.invalidateTimeoutMs ?? breakerDefaults.invalidateTimeoutMs,
     },
     logger,
@@ -232,7 +234,7 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
       schemaVersion: state.version,
       extra: options.extraKeyData?.(info),
     })
-    const miss = { facts, state, key, tenant, session, operation }
+    const miss = { facts, state, key, tenant, session, operation, info }
     // A forced refresh leads a new flight: requests arriving after it share its fresh result.
     if (options.refresh?.(info)) return executeMiss(engine, payload, miss)
 

@@ -222,6 +222,29 @@ describe('never stored', () => {
     expect(again.text).not.toContain('boom')
   })
 
+  it('shouldStore has the last say: it sees the request and the result as the client gets it', async () => {
+    const seen: { data: unknown; variables: unknown }[] = []
+    const { server, strata } = await start({
+      shouldStore: ({ context, result, variables }) => {
+        seen.push({ data: result.data, variables })
+        const verdict = context.request.headers.get('x-store')
+        if (verdict === 'throw') throw new Error('user callback failed')
+        return verdict !== 'no'
+      },
+    })
+    const query = 'query($n: Int) { posts(first: $n) { id } }'
+    for (const verdict of ['no', 'throw']) {
+      const headers = { 'x-store': verdict }
+      const first = await server.query(query, { n: 2 }, headers)
+      expect(first.json.data?.posts).toHaveLength(2)
+      expect((await server.query(query, { n: 2 }, headers)).cache).toBe('MISS')
+    }
+    await server.query(query, { n: 2 })
+    expect((await server.query(query, { n: 2 })).cache).toBe('HIT')
+    expect(strata.stats().skippedStores.declined).toBe(4)
+    expect(seen[0]).toEqual({ data: { posts: [{ id: '1' }, { id: '2' }] }, variables: { n: 2 } })
+  })
+
   it('does not store results whose maxAge is 0', async () => {
     const { server, strata } = await start()
     await server.query('{ uncached }')

@@ -73,6 +73,7 @@ const bad: [string, Record<string, unknown>, RegExp][] = [
   ['logger', { tenant: false, logger: {} }, /pino logger/],
   ['session', { tenant: false, session: 'user' }, /must be a function/],
   ['refresh', { tenant: false, refresh: true }, /must be a function/],
+  ['shouldStore', { tenant: false, shouldStore: false }, /must be a function/],
   ['debug', { tenant: false, debug: 'yes' }, /true or false/],
   ['etag', { tenant: false, etag: 'weak' }, /true or false/],
   ['dynamicHints', { tenant: false, dynamicHints: 'off' }, /true or false/],
