@@ -7,6 +7,7 @@ export { deriveKey, encodeTenant, type KeyParts, tenantKeyPrefix } from './key/k
 export { defaultSchemaVersion } from './key/schema-version.js'
 export type { MetricsOptions, MetricsRegistry } from './observability/metrics.js'
 export type { BypassReason, OperationCounts, SkipReason, StrataStats } from './observability/stats.js'
+export type { StrataSpan, StrataTracer } from './observability/tracing.js'
 export { type RequestInfo, type StrataContext, type StrataOptions, strataDefaults } from './options.js'
 export { type StrataHandle, type StrataPlugin, useStrata } from './plugin/use-strata.js'
 export type { WarmOperation, WarmOptions } from './plugin/warm.js'

@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import type { AdminOptions } from './admin/admin.js'
 import type { ChangeSource } from './changes/source.js'
 import type { MetricsOptions } from './observability/metrics.js'
+import type { StrataTracer } from './observability/tracing.js'
 import type { WarmOptions } from './plugin/warm.js'
 import type { CacheHint } from './policy/policy.js'
 import type { MutationInvalidation } from './policy/schema-hints.js'
@@ -216,6 +217,13 @@ export interface StrataOptions<TContext = StrataContext> {
    * @default true
    */
   singleFlight?: boolean
+  /**
+   * An OpenTelemetry tracer (`trace.getTracer('graphql-strata')`): spans `strata.lookup` (attributes
+   * `strata.cache.status`, `strata.cache.tier`), `strata.refresh`, `strata.invalidate` and
+   * `strata.clear`. Strata does not depend on `@opentelemetry/api`; it calls what you pass.
+   * @default none
+   */
+  tracer?: StrataTracer
   /**
    * A pino logger. The library never writes to the console.
    * @default a silent logger

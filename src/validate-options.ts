@@ -131,6 +131,7 @@ const KNOWN = new Set([
   'changes',
   'admin',
   'metrics',
+  'tracer',
   'warm',
 ])
 
@@ -222,6 +223,11 @@ export function validateOptions(options: unknown): void {
       checkTagFormats(formats, `cacheTags["${coordinate}"]`)
     }
   }
+  if (
+    options.tracer !== undefined &&
+    typeof (options.tracer as { startSpan?: unknown } | null)?.startSpan !== 'function'
+  )
+    fail('tracer', `must be an OpenTelemetry tracer (trace.getTracer(...)), got ${describe(options.tracer)}`)
   const version = options.schemaVersion
   if (
     version !== undefined &&

@@ -10,6 +10,7 @@ import {
   emptyStats,
   type StrataStats,
 } from '../observability/stats.js'
+import { type StrataTracer, spanFailed } from '../observability/tracing.js'
 import type { RequestInfo } from '../options.js'
 import { type PurgeFilter, purgeListing } from '../tiers/purge.js'
 import type { BusMessage, CacheBus, CacheEntry } from '../tiers/tier.js'
@@ -50,6 +51,8 @@ export class StrataEngine {
   readonly stats: StrataStats = emptyStats()
   /** Metrics, when configured. */
   observer: CacheObserver | undefined
+  /** OpenTelemetry spans, when configured. */
+  tracer: StrataTracer | undefined
   /** Called after every clear (warming after a flush). */
   afterClear: (() => void) | undefined
 
@@ -126,11 +129,20 @@ export class StrataEngine {
     this.stats.invalidations++
     this.stats.invalidatedTags += tags.length
     this.observer?.invalidated(tags.length)
-    const removed = await this.cache.invalidate(tags)
-    // Published after the shared tiers are clean, so no instance re-reads a stale entry from them.
-    await this.#publish({ kind: 'invalidate', tags })
-    this.logger.debug({ tags: tags.length, removed }, 'strata: invalidated')
-    return removed
+    const span = this.tracer?.startSpan('strata.invalidate', { attributes: { 'strata.tags': tags.length } })
+    try {
+      const removed = await this.cache.invalidate(tags)
+      // Published after the shared tiers are clean, so no instance re-reads a stale entry from them.
+      await this.#publish({ kind: 'invalidate', tags })
+      this.logger.debug({ tags: tags.length, removed }, 'strata: invalidated')
+      span?.setAttribute('strata.removed', total(removed))
+      return removed
+    } catch (error) {
+      if (span) spanFailed(span, error)
+      throw error
+    } finally {
+      span?.end()
+    }
   }
 
   /**
@@ -165,10 +177,21 @@ export class StrataEngine {
   async clear(tenant?: string | null): Promise<Record<string, number>> {
     this.fenceLocal(tenant)
     this.logger.info({ tenant: tenant ?? 'all' }, 'strata: cleared')
-    const removed = await this.cache.clear(tenant)
-    await this.#publish({ kind: 'clear', tenant })
-    this.afterClear?.()
-    return removed
+    const span = this.tracer?.startSpan('strata.clear', {
+      attributes: { 'strata.tenant': tenant === undefined ? '(all)' : (tenant ?? '(none)') },
+    })
+    try {
+      const removed = await this.cache.clear(tenant)
+      await this.#publish({ kind: 'clear', tenant })
+      span?.setAttribute('strata.removed', total(removed))
+      this.afterClear?.()
+      return removed
+    } catch (error) {
+      if (span) spanFailed(span, error)
+      throw error
+    } finally {
+      span?.end()
+    }
   }
 
   /** Starts a database change source; until it has caught up, local tiers are not used. */
@@ -348,6 +371,13 @@ export class StrataEngine {
     this.http.record(context, served('MISS', entry, result, secondsFresh(entry, Date.now())))
     setResult(result)
   }
+}
+
+/** The sum of per-tier counts. */
+function total(counts: Record<string, number>): number {
+  let sum = 0
+  for (const count of Object.values(counts)) sum += count
+  return sum
 }
 
 /** Whole seconds `entry` stays fresh after `now`. */

@@ -1,5 +1,6 @@
 import type { ExecutionArgs } from 'graphql'
-import { bump } from '../observability/stats.js'
+import { bump, type SkipReason } from '../observability/stats.js'
+import { spanFailed } from '../observability/tracing.js'
 import { recordHints, stopRecording } from '../policy/dynamic.js'
 import type { StrataEngine } from './engine.js'
 import { type ExecutePayload, isExecutionResult } from './execution.js'
@@ -33,6 +34,9 @@ function refresh(
   miss: Miss,
 ): void {
   const { key, facts } = miss
+  const span = engine.tracer?.startSpan('strata.refresh', {
+    attributes: { 'graphql.operation.name': miss.operation },
+  })
   const start = engine.clock.begin()
   const startedAt = Date.now()
   const hints = engine.settings.dynamicHints
@@ -42,8 +46,14 @@ function refresh(
     if (hints) stopRecording(hints)
     engine.clock.end(start)
     engine.refreshing.delete(key)
+    span?.end()
+  }
+  const skipped = (reason: SkipReason) => {
+    bump(engine.stats.skippedStores, reason)
+    span?.setAttribute('strata.skipped', reason)
   }
   const failed = (error: unknown) => {
+    if (span) spanFailed(span, error)
     engine.stats.failedRefreshes++
     engine.logger.warn(
       { err: error, operation: miss.operation },
@@ -60,13 +70,14 @@ function refresh(
   }
   Promise.resolve(execution)
     .then((result) => {
-      if (!isExecutionResult(result)) bump(engine.stats.skippedStores, 'not-analysable')
-      else if (result.data === undefined) bump(engine.stats.skippedStores, 'errors')
-      else if (failedAddedField(facts, result)) bump(engine.stats.skippedStores, 'added-field-error')
+      if (!isExecutionResult(result)) return skipped('not-analysable')
+      if (result.data === undefined) return skipped('errors')
+      if (failedAddedField(facts, result)) return skipped('added-field-error')
+      const settled = settleResult(engine, miss, args, result, { start, startedAt, hints, mayStore: true })
+      if (settled.skip) span?.setAttribute('strata.skipped', settled.skip)
       // Until the new entry is in the shared tiers, their lookups still find the stale one: a second
       // refresh would only repeat this one.
-      else
-        return settleResult(engine, miss, args, result, { start, startedAt, hints, mayStore: true }).written
+      return settled.written
     })
     .catch(failed)
     .finally(finish)

@@ -9,6 +9,7 @@ import { tagsForEntityChange, tagsForTypeChange } from '../entities/tags.js'
 import { deriveKey, isWellFormedTenant } from '../key/key.js'
 import { createMetrics } from '../observability/metrics.js'
 import type { StrataStats } from '../observability/stats.js'
+import type { StrataSpan } from '../observability/tracing.js'
 import { type RequestInfo, type StrataContext, type StrataOptions, strataDefaults } from '../options.js'
 import { cacheTag } from '../policy/cache-tags.js'
 import { instrumentResolvers } from '../policy/dynamic.js'
@@ -109,6 +110,7 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
     bus,
   )
   if (options.metrics) engine.observer = createMetrics(options.metrics, engine.cache, options.changes)
+  engine.tracer = options.tracer
   const started = Promise.all([
     engine.startBus(),
     options.changes ? engine.startChanges(options.changes) : undefined,
@@ -238,12 +240,17 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
     // A forced refresh leads a new flight: requests arriving after it share its fresh result.
     if (options.refresh?.(info)) return executeMiss(engine, payload, miss)
 
+    const span = engine.tracer?.startSpan('strata.lookup', {
+      attributes: { 'graphql.operation.name': operation },
+    })
     const afterLookup = (hit: TieredHit | undefined) => {
       if (hit) {
-        if (engine.serveHit(hit, context, payload.setResultAndStopExecution, operation))
-          revalidate(engine, payload.executeFn, args, miss)
+        const stale = engine.serveHit(hit, context, payload.setResultAndStopExecution, operation)
+        if (span) endLookup(span, stale ? 'STALE' : 'HIT', hit.tier)
+        if (stale) revalidate(engine, payload.executeFn, args, miss)
         return
       }
+      if (span) endLookup(span, 'MISS', undefined)
       const inFlight = settings.singleFlight ? engine.flights.join(key) : undefined
       if (!inFlight) return executeMiss(engine, payload, miss)
       return inFlight.then((entry) => {
@@ -325,4 +332,11 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
 function defaultBus(tiers: readonly CacheTier[]): CacheBus | undefined {
   if (!tiers.some((tier) => !tier.shared)) return undefined
   return tiers.find((tier) => tier.createBus)?.createBus?.()
+}
+
+/** Ends a lookup's span with what it found. */
+function endLookup(span: StrataSpan, status: 'HIT' | 'STALE' | 'MISS', tier: string | undefined): void {
+  span.setAttribute('strata.cache.status', status)
+  if (tier !== undefined) span.setAttribute('strata.cache.tier', tier)
+  span.end()
 }

@@ -74,6 +74,7 @@ const bad: [string, Record<string, unknown>, RegExp][] = [
   ['session', { tenant: false, session: 'user' }, /must be a function/],
   ['refresh', { tenant: false, refresh: true }, /must be a function/],
   ['shouldStore', { tenant: false, shouldStore: false }, /must be a function/],
+  ['tracer', { tenant: false, tracer: {} }, /must be an OpenTelemetry tracer/],
   ['debug', { tenant: false, debug: 'yes' }, /true or false/],
   ['etag', { tenant: false, etag: 'weak' }, /true or false/],
   ['dynamicHints', { tenant: false, dynamicHints: 'off' }, /true or false/],

@@ -1,0 +1,27 @@
+/**
+ * The part of an OpenTelemetry `Tracer` Strata uses, so that `@opentelemetry/api` is not a
+ * dependency: pass `trace.getTracer('graphql-strata')`. Spans start in the active context, so they
+ * nest under the request's span when your instrumentation propagates context.
+ */
+export interface StrataTracer {
+  startSpan(name: string, options?: { attributes?: Record<string, string | number | boolean> }): StrataSpan
+}
+
+/** The part of an OpenTelemetry `Span` Strata uses. */
+export interface StrataSpan {
+  setAttribute(key: string, value: string | number | boolean): unknown
+  /** `code` 2 is OpenTelemetry's `SpanStatusCode.ERROR`. */
+  setStatus(status: { code: number; message?: string }): unknown
+  recordException(exception: Error): unknown
+  end(): void
+}
+
+/** `SpanStatusCode.ERROR`. */
+const ERROR = 2
+
+/** Marks a span failed with `error`. */
+export function spanFailed(span: StrataSpan, error: unknown): void {
+  const exception = error instanceof Error ? error : new Error(String(error))
+  span.recordException(exception)
+  span.setStatus({ code: ERROR, message: exception.message })
+}
