@@ -73,13 +73,18 @@ export class HttpReporter {
 
   /**
    * Another plugin replaced the result (an error instead), execution failed after Strata served it,
-   * or a batch's array is sent: the cached body is not what goes out, so it has no tag.
+   * or a batch's array is sent: the cached body is not what goes out, so it has no tag, and it is
+   * sent `no-store`.
    */
   onResultProcess({ request, result }: ResultProcessPayload): void {
-    if (!this.#etag) return
     const outcomes = this.#outcomes.get(request)
     const only = outcomes?.length === 1 ? outcomes[0] : undefined
-    if (only && !isServed(result, only.result)) only.body = undefined
+    if (only?.httpPolicy && !isServed(result, only.result)) {
+      // What goes out is not what the policy was computed for (an error a plugin put in its place):
+      // neither HTTP caches nor a validator may treat it as the cacheable result.
+      only.httpPolicy = null
+      only.body = undefined
+    }
   }
 
   /**

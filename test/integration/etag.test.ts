@@ -215,6 +215,8 @@ describe('entity tags and conditional GETs, through Yoga over HTTP', () => {
     expect(revoked.status).toBe(200)
     expect(revoked.text).toContain('Forbidden')
     expect(revoked.etag).toBeNull()
+    // Nor may an HTTP cache keep the error for the posts' maxAge.
+    expect(revoked.cacheControl).toBe('no-store')
     expect((await get(server, posts, { 'x-revoked': '1' })).etag).toBeNull()
 
     const failing = await start({}, new BlogStore(), [fail])
@@ -222,6 +224,7 @@ describe('entity tags and conditional GETs, through Yoga over HTTP', () => {
     expect(failed.status).not.toBe(304)
     expect(failed.text).toContain('errors')
     expect(failed.etag).toBeNull()
+    expect(failed.cacheControl).toBe('no-store')
 
     const batch = await fetch(server.url, {
       method: 'POST',
