@@ -30,3 +30,23 @@ export function collectScope(state: SchemaState, facts: OperationFacts, args: Ex
     aliasPrefix: facts.aliasPrefix,
   }
 }
+
+/**
+ * Hands background work to the server's `waitUntil` (Yoga's context has it, from its server adapter):
+ * a serverless runtime then keeps running it after the response, and `yoga.dispose()` waits for it.
+ */
+export function keepAlive(context: unknown, work: Promise<unknown>): void {
+  const waitUntil = (context as { waitUntil?: unknown } | null | undefined)?.waitUntil
+  if (typeof waitUntil !== 'function') return
+  try {
+    ;(waitUntil as (promise: Promise<void>) => void).call(
+      context,
+      work.then(
+        () => undefined,
+        () => undefined,
+      ),
+    )
+  } catch {
+    // A runtime that no longer accepts work (the response is long gone): nothing to keep alive for.
+  }
+}

@@ -7,7 +7,13 @@ import { type CacheScope, cacheablePolicy } from '../policy/policy.js'
 import { type CacheEntry, isPromise } from '../tiers/tier.js'
 import { withBody } from './cached-result.js'
 import type { StrataEngine } from './engine.js'
-import { collectScope, type DonePayload, type ExecutePayload, isExecutionResult } from './execution.js'
+import {
+  collectScope,
+  type DonePayload,
+  type ExecutePayload,
+  isExecutionResult,
+  keepAlive,
+} from './execution.js'
 import type { Outcome } from './http.js'
 import type { OperationFacts, SchemaState } from './schema-state.js'
 import type { Flight } from './single-flight.js'
@@ -164,7 +170,15 @@ class MissRun {
       return undefined
     }
     const run: RunFacts = { start: this.#start, startedAt: this.#startedAt, hints: this.#hints, mayStore }
-    const { stripped, body, policy, skip, entry } = settleResult(engine, this.miss, args, result, run)
+    const { stripped, body, policy, skip, entry, written } = settleResult(
+      engine,
+      this.miss,
+      args,
+      result,
+      run,
+    )
+    // The response does not wait for the shared tiers' writes; the server keeps them alive.
+    if (written) keepAlive(args.contextValue, written)
     // What the result's policy is not known for certain: no cache-control header either.
     const stale =
       skip === 'given-up' ||

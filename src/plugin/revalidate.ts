@@ -3,7 +3,7 @@ import { bump, type SkipReason } from '../observability/stats.js'
 import { spanFailed } from '../observability/tracing.js'
 import { recordHints, stopRecording } from '../policy/dynamic.js'
 import type { StrataEngine } from './engine.js'
-import { type ExecutePayload, isExecutionResult } from './execution.js'
+import { type ExecutePayload, isExecutionResult, keepAlive } from './execution.js'
 import { failedAddedField, type Miss, settleResult } from './miss.js'
 
 /**
@@ -24,7 +24,10 @@ export function revalidate(
   engine.refreshing.add(miss.key)
   engine.stats.refreshes++
   // After the stale response is on its way: synchronous resolvers would otherwise delay it.
-  setImmediate(() => refresh(engine, executeFn, args, miss))
+  const done = new Promise<void>((resolve) =>
+    setImmediate(() => refresh(engine, executeFn, args, miss, resolve)),
+  )
+  keepAlive(args.contextValue, done)
 }
 
 function refresh(
@@ -32,6 +35,7 @@ function refresh(
   executeFn: ExecutePayload['executeFn'],
   args: ExecutionArgs,
   miss: Miss,
+  done: () => void,
 ): void {
   const { key, facts } = miss
   const span = engine.tracer?.startSpan('strata.refresh', {
@@ -47,6 +51,7 @@ function refresh(
     engine.clock.end(start)
     engine.refreshing.delete(key)
     span?.end()
+    done()
   }
   const skipped = (reason: SkipReason) => {
     bump(engine.stats.skippedStores, reason)

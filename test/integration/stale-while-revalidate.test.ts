@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { GraphQLError } from 'graphql'
-import { createSchema } from 'graphql-yoga'
+import { createSchema, type Plugin } from 'graphql-yoga'
 import { Redis } from 'ioredis'
 import pg from 'pg'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -13,7 +13,7 @@ import {
 } from '../../src/index.js'
 import { postgresTier } from '../../src/postgres.js'
 import { redisTier } from '../../src/redis.js'
-import { startStrataServer } from '../support/server.js'
+import { startServer, startStrataServer } from '../support/server.js'
 import { serviceUrl } from '../support/services.js'
 import { sleep, waitFor } from '../support/wait.js'
 
@@ -234,5 +234,57 @@ describe('the admin field on stale entries', () => {
     expect(admin.entries.nodes[0]?.servedForSeconds).toBeGreaterThanOrEqual(27)
     expect(admin.entries.nodes[0]?.servedForSeconds).toBeLessThanOrEqual(29)
     expect(admin.stats).toEqual({ hits: 1, staleHits: 1, refreshes: 1 })
+  })
+})
+
+describe("background work and the server's waitUntil", () => {
+  it("a miss's write to a shared tier and a stale hit's refresh are handed to waitUntil", async () => {
+    const registered: Promise<unknown>[] = []
+    const spy: Plugin = {
+      onContextBuilding({ context, extendContext }) {
+        const original = (context as { waitUntil?: (promise: Promise<unknown>) => void }).waitUntil
+        extendContext({
+          waitUntil: (promise: Promise<unknown>) => {
+            registered.push(promise)
+            original?.(promise)
+          },
+        } as never)
+      },
+    }
+    const namespace = `swr-wait-${randomUUID().slice(0, 8)}`
+    const make = async (plugins: Plugin[]) => {
+      const client = new Redis(await serviceUrl('redis'))
+      closers.push(() => client.quit())
+      const plugin = useStrata({
+        tenant: false,
+        staleWhileRevalidate: 30,
+        tiers: [redisTier({ client, namespace })],
+      })
+      const server = await startServer({ schema: pricesSchema(prices), plugins: [...plugins, plugin] })
+      closers.push(
+        () => plugin.strata.close(),
+        () => server.close(),
+      )
+      return server
+    }
+    const prices = new Prices()
+    const a = await make([spy])
+    const b = await make([])
+
+    expect((await a.query(PRICE)).cache).toBe('MISS')
+    expect(registered).toHaveLength(1)
+    await registered[0]
+    expect((await b.query(PRICE)).cache, 'the write had landed when its promise settled').toBe('HIT')
+
+    await sleep(1100)
+    prices.amounts.set('sku-1', 5)
+    expect((await a.query(PRICE)).cache).toBe('STALE')
+    expect(registered).toHaveLength(2)
+    await registered[1]
+    const after = await b.query(PRICE)
+    expect([after.cache, amountOf(after)], 'the refresh was stored when its promise settled').toEqual([
+      'HIT',
+      5,
+    ])
   })
 })
