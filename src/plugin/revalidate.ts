@@ -2,6 +2,7 @@ import type { ExecutionArgs } from 'graphql'
 import { bump, type SkipReason } from '../observability/stats.js'
 import { spanFailed } from '../observability/tracing.js'
 import { recordHints, stopRecording } from '../policy/dynamic.js'
+import type { CacheEntry } from '../tiers/tier.js'
 import type { StrataEngine } from './engine.js'
 import { type ExecutePayload, isExecutionResult, keepAlive } from './execution.js'
 import { failedAddedField, type Miss, settleResult } from './miss.js'
@@ -19,22 +20,27 @@ export function revalidate(
   executeFn: ExecutePayload['executeFn'],
   args: ExecutionArgs,
   miss: Miss,
+  stale: CacheEntry,
 ): void {
   if (engine.refreshing.has(miss.key)) return
   engine.refreshing.add(miss.key)
   engine.stats.refreshes++
   // After the stale response is on its way: synchronous resolvers would otherwise delay it.
   const done = new Promise<void>((resolve) =>
-    setImmediate(() => refresh(engine, executeFn, args, miss, resolve)),
+    setImmediate(() => refresh(engine, executeFn, args, miss, stale, resolve)),
   )
   keepAlive(args.contextValue, done)
 }
+
+/** Why a refresh may store nothing and still leave the stale entry to be served. */
+const KEEPS_STALE: ReadonlySet<SkipReason> = new Set(['errors', 'invalidated-during-execution', 'given-up'])
 
 function refresh(
   engine: StrataEngine,
   executeFn: ExecutePayload['executeFn'],
   args: ExecutionArgs,
   miss: Miss,
+  stale: CacheEntry,
   done: () => void,
 ): void {
   const { key, facts } = miss
@@ -78,8 +84,16 @@ function refresh(
       if (!isExecutionResult(result)) return skipped('not-analysable')
       if (result.data === undefined) return skipped('errors')
       if (failedAddedField(facts, result)) return skipped('added-field-error')
+      // With cacheErrors a miss stores errors raised on purpose, but they must not replace data: a
+      // failing backend leaves the stale entry served (stale-if-error). An entry of errors may be replaced.
+      if (result.errors?.length && !stale.body.startsWith('{"errors":')) return skipped('errors')
       const settled = settleResult(engine, miss, args, result, { start, startedAt, hints, mayStore: true })
       if (settled.skip) span?.setAttribute('strata.skipped', settled.skip)
+      // The result may not be stored at all now (it became uncacheable, PRIVATE, too large...): the
+      // stale entry must not stand in for it for the rest of its grace. Errors keep it (stale-if-error);
+      // an invalidation already removed it.
+      if (settled.skip && !KEEPS_STALE.has(settled.skip))
+        return engine.cache.delete(key).then(() => undefined)
       // Until the new entry is in the shared tiers, their lookups still find the stale one: a second
       // refresh would only repeat this one.
       return settled.written

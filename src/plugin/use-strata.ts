@@ -247,7 +247,7 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
       if (hit) {
         const stale = engine.serveHit(hit, context, payload.setResultAndStopExecution, operation)
         if (span) endLookup(span, stale ? 'STALE' : 'HIT', hit.tier)
-        if (stale) revalidate(engine, payload.executeFn, args, miss)
+        if (stale) revalidate(engine, payload.executeFn, args, miss, hit.entry)
         return
       }
       if (span) endLookup(span, 'MISS', undefined)

@@ -254,6 +254,13 @@ export class TieredCache {
     }
   }
 
+  /** Deletes one entry from every tier; resolves, per tier, whether it held it (1) or not (0). */
+  delete(key: string): Promise<Record<string, number>> {
+    return this.#everyTier('delete', async (tier, guard) =>
+      Number(await (guard ? guard.run('delete', () => tier.delete(key)) : tier.delete(key))),
+    )
+  }
+
   /** Deletes keys from the local tiers only (another instance purged them from the shared ones). */
   async deleteLocal(keys: readonly string[]): Promise<void> {
     for (const tier of this.tiers) {

@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto'
-import { GraphQLError } from 'graphql'
+import { GraphQLError, type GraphQLResolveInfo } from 'graphql'
 import { createSchema, type Plugin } from 'graphql-yoga'
 import { Redis } from 'ioredis'
 import pg from 'pg'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
   type CacheTier,
+  cacheControlFromInfo,
   memoryTier,
   type StrataPlugin,
   strataDirectivesSdl,
@@ -27,6 +28,8 @@ class Prices {
   amounts = new Map([['sku-1', 1]])
   calls = 0
   failing = false
+  /** Reads tell the cache their result may not be stored (a dynamic hint of maxAge 0). */
+  uncacheable = false
   /** The next read takes its value at once and returns it when the gate opens. */
   held: { gate: Promise<void>; started: () => void } | undefined
 
@@ -43,9 +46,10 @@ class Prices {
     return { started: began, release }
   }
 
-  async read(id: string) {
+  async read(id: string, info: GraphQLResolveInfo) {
     this.calls++
     if (this.failing) throw new GraphQLError('pricing backend down')
+    if (this.uncacheable) cacheControlFromInfo(info).setCacheHint({ maxAge: 0 })
     const amount = this.amounts.get(id) ?? 0
     const held = this.held
     if (held) {
@@ -66,7 +70,10 @@ function pricesSchema(prices: Prices) {
       type Mutation { setPrice(id: ID!, amount: Int!): Price }
     `,
     resolvers: {
-      Query: { price: (_: unknown, { id }: { id: string }) => prices.read(id) },
+      Query: {
+        price: (_: unknown, { id }: { id: string }, _context: unknown, info: GraphQLResolveInfo) =>
+          prices.read(id, info),
+      },
       Mutation: {
         setPrice: (_: unknown, { id, amount }: { id: string; amount: number }) => {
           prices.amounts.set(id, amount)
@@ -171,6 +178,18 @@ describe.each(tierSetups)('staleWhileRevalidate on the %s tier', (_name, makeTie
     expect(after.json.errors?.[0]?.message).toBe('pricing backend down')
   })
 
+  it('removes the stale entry when its refresh may not be stored (it became uncacheable)', async () => {
+    const prices = new Prices()
+    const { server, strata } = await instance(prices)
+    await cachedThenAged(server)
+    prices.uncacheable = true
+    expect((await server.query(PRICE)).cache).toBe('STALE')
+    expect(await waitFor(() => strata.stats().skippedStores.uncacheable === 1, 2000)).toBe(true)
+    // Not served stale for the rest of its grace: from now on every read executes.
+    expect(await waitFor(async () => (await server.query(PRICE)).cache === 'MISS', 2000)).toBe(true)
+    expect((await server.query(PRICE)).cache).toBe('MISS')
+  })
+
   it('never serves an invalidated entry stale', async () => {
     const prices = new Prices()
     const { server } = await instance(prices)
@@ -196,6 +215,23 @@ describe.each(tierSetups)('staleWhileRevalidate on the %s tier', (_name, makeTie
     const read = await server.query(PRICE)
     expect(read.cache).toBe('MISS')
     expect(amountOf(read)).toBe(3)
+  })
+})
+
+describe('staleWhileRevalidate with cacheErrors', () => {
+  it('a refresh that fails with an error raised on purpose does not replace the stale data (stale-if-error)', async () => {
+    const prices = new Prices()
+    const plugin = useStrata({ tenant: false, cacheErrors: true, staleWhileRevalidate: 30 })
+    const server = await startStrataServer(pricesSchema(prices), plugin, closers)
+    expect((await server.query(PRICE)).cache).toBe('MISS')
+    await sleep(1100)
+    prices.failing = true // the backend throws a GraphQLError, which cacheErrors would store on a miss
+    expect((await server.query(PRICE)).cache).toBe('STALE')
+    expect(await waitFor(() => plugin.strata.stats().skippedStores.errors === 1, 1000)).toBe(true)
+    const again = await server.query(PRICE)
+    expect(again.cache).toBe('STALE')
+    expect(amountOf(again)).toBe(1)
+    expect(again.json.errors).toBeUndefined()
   })
 })
 
