@@ -72,8 +72,9 @@ export function parseTagFormat(
 /**
  * Adds to `out` the tags `formats` render from one field's coerced arguments. A stored entry
  * (`forEntry`) carries each format's wildcard as well, and no rendering for a placeholder without a
- * value (null or not given); an invalidation invalidates the wildcard instead: it cannot tell which
- * entries the missing value would have named. Throws if a scalar cannot serialize an argument's value.
+ * value (null or not given; a list's null values are left out); an invalidation invalidates the
+ * wildcard instead: it cannot tell which entries the missing value would have named. Throws if a
+ * scalar cannot serialize an argument's value.
  */
 export function renderTags(
   formats: readonly TagFormat[],
@@ -95,7 +96,10 @@ export function renderTags(
         continue
       }
       const value = argumentValue(values, part.steps)
-      const items = part.list && Array.isArray(value) ? value : [value]
+      let items = part.list && Array.isArray(value) ? value : [value]
+      // An entry is tagged with each value its list holds: a null among them names nothing, and must
+      // not cost it the tags of the others (an invalidation naming one of them would not reach it).
+      if (forEntry) items = items.filter((item) => item !== null && item !== undefined)
       if (
         value === null ||
         value === undefined ||

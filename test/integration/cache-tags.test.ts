@@ -32,6 +32,7 @@ const typeDefs = /* GraphQL */ `
     postCount: Int! @cacheControl(maxAge: 60) @cacheTag(format: "post-stats")
     product(id: ID!): Product @cacheTag(format: "product-{args.id}")
     products(ids: [ID!]!): [Product!]! @cacheControl(maxAge: 60) @cacheTag(format: "product-{args.ids}")
+    lookup(ids: [ID]!): [Product]! @cacheControl(maxAge: 60) @cacheTag(format: "product-{args.ids}")
     price(ref: ProductRef!, region: Region = EU): Int! @cacheControl(maxAge: 60)
       @cacheTag(format: "price-{args.ref.id}-{args.region}")
     feed: Feed @cacheControl(maxAge: 60)
@@ -57,6 +58,8 @@ function shopSchema() {
         postCount: () => 3,
         product: (_: unknown, { id }: { id: string }) => product(id),
         products: (_: unknown, { ids }: { ids: string[] }) => ids.map(product),
+        lookup: (_: unknown, { ids }: { ids: (string | null)[] }) =>
+          ids.map((id) => (id === null ? null : product(id))),
         price: (_: unknown, { ref, region }: { ref: { id: string }; region: string }) =>
           Number(ref.id) * (region === 'EU' ? 10 : 11),
         feed: () => ({ __typename: 'HomeFeed', headline: 'Hello' }),
@@ -125,6 +128,16 @@ describe('@cacheTag', () => {
     await cached(server, [oneAndThree, two])
     await strata.invalidateCacheTags(['product-3'])
     expect(await statuses(server, [oneAndThree, two])).toEqual(['MISS', 'HIT'])
+  })
+
+  it('a list argument holding a null renders a tag for each of its other values', async () => {
+    const { server } = await shop()
+    const query = '{ lookup(ids: ["1", null]) { name } }'
+    await cached(server, [query])
+    await server.query('mutation { renameProduct(id: "1", name: "Uno") }')
+    const after = await server.query(query)
+    expect(after.cache).toBe('MISS')
+    expect(after.json.data).toEqual({ lookup: [{ name: 'Uno' }, null] })
   })
 
   it("a mutation's cacheTags are rendered from its own arguments", async () => {
