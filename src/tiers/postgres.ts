@@ -15,6 +15,17 @@ export interface Queryable {
   exec?(sql: string): Promise<unknown>
 }
 
+/**
+ * A tag as the tier stores it: PostgreSQL text cannot hold NUL, which a tag rendered from an argument
+ * (`@cacheTag`, `@invalidates`) or an id may contain, and a write or invalidation naming one would
+ * fail (an invalidation that fails is replayed until it succeeds: the circuit would never close).
+ * NUL becomes U+FFFD on every path, so the tag still meets itself; at worst it meets a tag that
+ * held U+FFFD there, which only widens an invalidation.
+ */
+function storedTag(tag: string): string {
+  return tag.includes('\u0000') ? tag.replaceAll('\u0000', '\uFFFD') : tag
+}
+
 /** Options of {@link postgresTier}. */
 export interface PostgresTierOptions {
   /** A `pg.Pool` on the primary (never a replica), or any {@link Queryable} such as PGlite. */
@@ -150,7 +161,7 @@ export function postgresTier(options: PostgresTierOptions): CacheTier {
         key,
         entry.tenant,
         entry.operationName,
-        [...new Set(entry.tags)],
+        [...new Set(entry.tags.map(storedTag))],
         entry.size,
         entry.createdAt,
         entry.expiresAt,
@@ -163,7 +174,10 @@ export function postgresTier(options: PostgresTierOptions): CacheTier {
     },
     async invalidate(tags) {
       if (tags.length === 0) return 0
-      const rows = await q(`SELECT ${schema}.invalidate($1, $2) AS removed`, [[...new Set(tags)], Date.now()])
+      const rows = await q(`SELECT ${schema}.invalidate($1, $2) AS removed`, [
+        [...new Set(tags.map(storedTag))],
+        Date.now(),
+      ])
       return Number(rows[0]?.removed ?? 0)
     },
     async fence(tenant) {
@@ -184,7 +198,8 @@ export function postgresTier(options: PostgresTierOptions): CacheTier {
         conditions.push(`tenant IS NOT DISTINCT FROM $${params.push(query.tenant)}`)
       if (query.operationName !== undefined)
         conditions.push(`operation_name = $${params.push(query.operationName)}`)
-      if (query.tag !== undefined) conditions.push(`tags @> ARRAY[$${params.push(query.tag)}]::text[]`)
+      if (query.tag !== undefined)
+        conditions.push(`tags @> ARRAY[$${params.push(storedTag(query.tag))}]::text[]`)
       const rows = await q(
         `SELECT key, tenant, operation_name, tags, size, created_at, expires_at FROM ${schema}.entries
          WHERE ${conditions.join(' AND ')} ORDER BY key LIMIT $${params.push(query.limit + 1)}`,

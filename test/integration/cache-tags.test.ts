@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { GraphQLScalarType } from 'graphql'
 import { createSchema, createYoga } from 'graphql-yoga'
 import { Redis } from 'ioredis'
+import pg from 'pg'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
   type CacheTier,
@@ -11,6 +12,7 @@ import {
   strataDirectivesSdl,
   useStrata,
 } from '../../src/index.js'
+import { postgresTier } from '../../src/postgres.js'
 import { redisTier } from '../../src/redis.js'
 import { startStrataServer, type TestServer } from '../support/server.js'
 import { serviceUrl } from '../support/services.js'
@@ -216,6 +218,23 @@ describe('@cacheTag', () => {
     await b.server.query('mutation { renameProduct(id: "1", name: "Uno") }')
     expect(await statuses(a.server, [ONE, TWO])).toEqual(['MISS', 'HIT'])
     expect((await a.server.query(ONE)).json.data).toEqual({ product: { name: 'Uno' } })
+  })
+})
+
+describe('a cache tag holding a NUL character (from an argument)', () => {
+  it('is stored and invalidated on PostgreSQL, whose text cannot hold NUL, without failing the tier', async () => {
+    const pool = new pg.Pool({ connectionString: await serviceUrl('postgres'), max: 4 })
+    const schema = `strata_tag_nul_${process.pid}`
+    closers.push(() => pool.end())
+    closers.push(() => pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`))
+    const { server, strata } = await shop({ breaker: { cooldownMs: 50 } }, [postgresTier({ pool, schema })])
+    const query = 'query($id: ID!) { product(id: $id) { name } }'
+    const odd = { id: '1\u0000' }
+    await server.query(query, odd)
+    expect(await waitFor(async () => (await server.query(query, odd)).cache === 'HIT', 2000)).toBe(true)
+    await server.query('mutation($id: ID) { renameProduct(id: $id, name: "x") }', odd)
+    expect((await server.query(query, odd)).cache).toBe('MISS')
+    expect(strata.cache.health()).toMatchObject({ postgres: { state: 'closed', failures: 0 } })
   })
 })
 
