@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { definedOnly } from '../defined-only.js'
 import { errorMessage, StrataOptionError } from '../errors.js'
 import { decodeEntry, encodeEntry } from './codec.js'
@@ -15,15 +16,22 @@ export interface Queryable {
   exec?(sql: string): Promise<unknown>
 }
 
+/** Longest tag stored as given, in UTF-8 bytes: PostgreSQL's index entries hold about 2.7 kB at most. */
+const MAX_TAG_BYTES = 1024
+
 /**
- * A tag as the tier stores it: PostgreSQL text cannot hold NUL, which a tag rendered from an argument
- * (`@cacheTag`, `@invalidates`) or an id may contain, and a write or invalidation naming one would
- * fail (an invalidation that fails is replayed until it succeeds: the circuit would never close).
- * NUL becomes U+FFFD on every path, so the tag still meets itself; at worst it meets a tag that
- * held U+FFFD there, which only widens an invalidation.
+ * A tag as the tier stores it. PostgreSQL text cannot hold NUL, and its indexes (the entries' GIN
+ * index, the invalidations' primary key) cannot hold a value of more than about 2.7 kB; a tag rendered
+ * from an argument (`@cacheTag`, `@invalidates`) or an id may be either, and a write or invalidation
+ * naming one would fail (an invalidation that fails is replayed until it succeeds: the circuit would
+ * never close). NUL becomes U+FFFD, and a long tag its beginning and its SHA-256, on every path, so a
+ * tag still meets itself; at worst it meets another that differs only there, which widens an
+ * invalidation.
  */
 function storedTag(tag: string): string {
-  return tag.includes('\u0000') ? tag.replaceAll('\u0000', '\uFFFD') : tag
+  const text = tag.includes('\u0000') ? tag.replaceAll('\u0000', '\uFFFD') : tag
+  if (text.length * 3 <= MAX_TAG_BYTES || Buffer.byteLength(text) <= MAX_TAG_BYTES) return text
+  return `${text.slice(0, 100)}…${createHash('sha256').update(text).digest('hex')}`
 }
 
 /** Options of {@link postgresTier}. */

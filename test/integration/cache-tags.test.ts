@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import { GraphQLScalarType } from 'graphql'
 import { createSchema, createYoga } from 'graphql-yoga'
 import { Redis } from 'ioredis'
@@ -221,8 +221,8 @@ describe('@cacheTag', () => {
   })
 })
 
-describe('a cache tag holding a NUL character (from an argument)', () => {
-  it('is stored and invalidated on PostgreSQL, whose text cannot hold NUL, without failing the tier', async () => {
+describe('a cache tag PostgreSQL cannot store as given (rendered from an argument)', () => {
+  it('a tag holding NUL is stored and invalidated on PostgreSQL, whose text cannot hold NUL, without failing the tier', async () => {
     const pool = new pg.Pool({ connectionString: await serviceUrl('postgres'), max: 4 })
     const schema = `strata_tag_nul_${process.pid}`
     closers.push(() => pool.end())
@@ -234,6 +234,21 @@ describe('a cache tag holding a NUL character (from an argument)', () => {
     expect(await waitFor(async () => (await server.query(query, odd)).cache === 'HIT', 2000)).toBe(true)
     await server.query('mutation($id: ID) { renameProduct(id: $id, name: "x") }', odd)
     expect((await server.query(query, odd)).cache).toBe('MISS')
+    expect(strata.cache.health()).toMatchObject({ postgres: { state: 'closed', failures: 0 } })
+  })
+
+  it('a tag too long for an index entry is stored and invalidated on PostgreSQL without failing the tier', async () => {
+    const pool = new pg.Pool({ connectionString: await serviceUrl('postgres'), max: 4 })
+    const schema = `strata_tag_long_${process.pid}`
+    closers.push(() => pool.end())
+    closers.push(() => pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`))
+    const { server, strata } = await shop({ breaker: { cooldownMs: 50 } }, [postgresTier({ pool, schema })])
+    const query = 'query($id: ID!) { product(id: $id) { name } }'
+    const long = { id: randomBytes(2000).toString('hex') } // 4 kB that do not compress
+    await server.query(query, long)
+    expect(await waitFor(async () => (await server.query(query, long)).cache === 'HIT', 2000)).toBe(true)
+    await server.query('mutation($id: ID) { renameProduct(id: $id, name: "x") }', long)
+    expect((await server.query(query, long)).cache).toBe('MISS')
     expect(strata.cache.health()).toMatchObject({ postgres: { state: 'closed', failures: 0 } })
   })
 })
