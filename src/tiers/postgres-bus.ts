@@ -177,13 +177,20 @@ export class PostgresBus implements CacheBus {
 
 /**
  * Splits an invalidation whose tags (or a purge whose keys) would not fit in one NOTIFY payload. A
- * purge's filter goes with the first part only: receivers apply it once.
+ * purge's filter goes with the first part only: receivers apply it once. An invalidation naming a tag
+ * that fits in no payload (a cache tag rendered from a long argument) becomes a clear of the other
+ * instances' local tiers: sent as it is, its NOTIFY would fail, and the tag would stay valid there.
  */
 function split(message: BusMessage): BusMessage[] {
   if (message.kind === 'clear' || Buffer.byteLength(JSON.stringify(message)) < MAX_PAYLOAD) return [message]
   const items = message.kind === 'invalidate' ? message.tags : message.keys
   const where = message.kind === 'delete' ? message.where : undefined
   const budget = MAX_PAYLOAD - (where ? Buffer.byteLength(JSON.stringify(where)) : 0)
+  if (
+    message.kind === 'invalidate' &&
+    items.some((tag) => Buffer.byteLength(JSON.stringify(tag)) + 1 > budget)
+  )
+    return [{ kind: 'clear', tenant: undefined }]
   const parts: BusMessage[] = []
   const make = (part: string[]): BusMessage => {
     if (message.kind === 'invalidate') return { kind: 'invalidate', tags: part }

@@ -251,6 +251,33 @@ describe('a cache tag PostgreSQL cannot store as given (rendered from an argumen
     expect((await server.query(query, long)).cache).toBe('MISS')
     expect(strata.cache.health()).toMatchObject({ postgres: { state: 'closed', failures: 0 } })
   })
+
+  it('a tag too long for one NOTIFY still reaches the other instances over the LISTEN/NOTIFY bus', async () => {
+    const schema = `strata_tag_bus_${process.pid}`
+    const db = shopSchema() // one database behind both instances
+    const make = async () => {
+      const pool = new pg.Pool({ connectionString: await serviceUrl('postgres'), max: 4 })
+      closers.push(() => pool.end())
+      const instance = await shop({}, [memoryTier(), postgresTier({ pool, schema })], db)
+      expect(await waitFor(() => instance.strata.cache.localTrusted, 3000)).toBe(true)
+      return instance
+    }
+    const a = await make()
+    const b = await make()
+    closers.push(async () => {
+      const pool = new pg.Pool({ connectionString: await serviceUrl('postgres'), max: 1 })
+      await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
+      await pool.end()
+    })
+    const query = 'query($id: ID!) { product(id: $id) { name } }'
+    const long = { id: randomBytes(4000).toString('hex') } // a tag of 8 kB: NOTIFY carries under 8000 bytes
+    await b.server.query(query, long)
+    expect((await b.server.query(query, long)).cache).toBe('HIT')
+    await a.server.query('mutation($id: ID) { renameProduct(id: $id, name: "Renamed") }', long)
+    const fresh = async () => (await b.server.query(query, long)).text.includes('Renamed')
+    expect(await waitFor(fresh, 1000)).toBe(true)
+    expect(a.strata.stats().busErrors).toBe(0)
+  })
 })
 
 describe('a cache tag that cannot be rendered', () => {
