@@ -150,8 +150,8 @@ export interface StrataOptions<TContext = StrataContext> {
   refresh?: (info: RequestInfo<TContext>) => boolean
   /**
    * Last say on storing a result that every rule allows: `false` keeps it out of the cache
-   * (`skippedStores.declined`). It sees the result as the client gets it. One that throws declines
-   * (logged); the request is answered either way.
+   * (`skippedStores.declined`) and sends it `cache-control: no-store`. It sees the result as the
+   * client gets it. One that throws declines (logged); the request is answered either way.
    * @example ({ result }) => !result.data?.search?.partial
    * @default () => true
    */

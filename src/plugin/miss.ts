@@ -179,12 +179,14 @@ class MissRun {
     )
     // The response does not wait for the shared tiers' writes; the server keeps them alive.
     if (written) keepAlive(args.contextValue, written)
-    // What the result's policy is not known for certain: no cache-control header either.
+    // What the result's policy is not known for certain, or what `shouldStore` declined to cache:
+    // no cache-control header either.
     const stale =
       skip === 'given-up' ||
       skip === 'invalidated-during-execution' ||
       skip === 'not-analysable' ||
-      skip === 'ambiguous-dynamic-hint'
+      skip === 'ambiguous-dynamic-hint' ||
+      skip === 'declined'
     const outcome: Outcome = {
       status: 'MISS',
       // A result with errors is sent no-store, unless it was stored (`cacheErrors`): its hits send a maxAge.

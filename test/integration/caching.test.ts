@@ -245,6 +245,14 @@ describe('never stored', () => {
     expect(seen[0]).toEqual({ data: { posts: [{ id: '1' }, { id: '2' }] }, variables: { n: 2 } })
   })
 
+  it('a result shouldStore declines is sent no-store, without an etag: no HTTP cache keeps it either', async () => {
+    const { server } = await start({ shouldStore: () => false })
+    const declined = await server.query('{ posts { id } }')
+    expect(declined.cache).toBe('MISS')
+    expect(declined.headers.get('cache-control')).toBe('no-store')
+    expect(declined.headers.get('etag')).toBeNull()
+  })
+
   it('does not store results whose maxAge is 0', async () => {
     const { server, strata } = await start()
     await server.query('{ uncached }')
