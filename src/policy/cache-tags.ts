@@ -70,11 +70,17 @@ export function parseTagFormat(
 }
 
 /**
+ * Most tags one format renders from one field's arguments. Past it, an entry is not stored (as one
+ * whose tag cannot be rendered) and an invalidation invalidates the format's wildcard.
+ */
+const MAX_RENDERINGS = 10_000
+
+/**
  * Adds to `out` the tags `formats` render from one field's coerced arguments. A stored entry
  * (`forEntry`) carries each format's wildcard as well, and no rendering for a placeholder without a
  * value (null or not given; a list's null values are left out); an invalidation invalidates the
  * wildcard instead: it cannot tell which entries the missing value would have named. Throws if a
- * scalar cannot serialize an argument's value.
+ * scalar cannot serialize an argument's value, or an entry's format renders over `MAX_RENDERINGS`.
  */
 export function renderTags(
   formats: readonly TagFormat[],
@@ -107,6 +113,16 @@ export function renderTags(
       ) {
         texts = []
         if (!forEntry) out.add(wildcard)
+        break
+      }
+      if (texts.length * items.length > MAX_RENDERINGS) {
+        // Lists multiply (`cell-{args.rows}-{args.cols}`): a request of a few kB would render millions.
+        if (forEntry)
+          throw new RangeError(
+            `cache tag ${JSON.stringify(format.format)} renders over ${MAX_RENDERINGS} tags`,
+          )
+        texts = []
+        out.add(wildcard)
         break
       }
       const rendered = items.map((item) => serialized(part.leaf.serialize(item)))

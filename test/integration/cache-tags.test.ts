@@ -38,11 +38,13 @@ const typeDefs = /* GraphQL */ `
     price(ref: ProductRef!, region: Region = EU): Int! @cacheControl(maxAge: 60)
       @cacheTag(format: "price-{args.ref.id}-{args.region}")
     feed: Feed @cacheControl(maxAge: 60)
+    grid(rows: [ID!]!, cols: [ID!]!): Int! @cacheControl(maxAge: 60) @cacheTag(format: "cell-{args.rows}-{args.cols}")
   }
   type Mutation {
     addPost: Boolean! @invalidates(cacheTags: ["post-stats"])
     renameProduct(id: ID, name: String!): Boolean! @invalidates(cacheTags: ["product-{args.id}"])
     setPrice(ref: ProductRef!, region: Region!): Boolean! @invalidates(cacheTags: ["price-{args.ref.id}-{args.region}"])
+    paint(rows: [ID!]!, cols: [ID!]!): Boolean! @invalidates(cacheTags: ["cell-{args.rows}-{args.cols}"])
   }
 `
 
@@ -65,6 +67,7 @@ function shopSchema() {
         price: (_: unknown, { ref, region }: { ref: { id: string }; region: string }) =>
           Number(ref.id) * (region === 'EU' ? 10 : 11),
         feed: () => ({ __typename: 'HomeFeed', headline: 'Hello' }),
+        grid: () => 0,
       },
       Feed: { __resolveType: () => 'HomeFeed' },
       Mutation: {
@@ -74,6 +77,7 @@ function shopSchema() {
           return true
         },
         setPrice: () => true,
+        paint: () => true,
       },
     },
   })
@@ -140,6 +144,20 @@ describe('@cacheTag', () => {
     const after = await server.query(query)
     expect(after.cache).toBe('MISS')
     expect(after.json.data).toEqual({ lookup: [{ name: 'Uno' }, null] })
+  })
+
+  it('lists that multiply past 10 000 tags: the entry is not stored, a mutation invalidates the wildcard', async () => {
+    const { server, strata } = await shop()
+    const ids = Array.from({ length: 101 }, (_, i) => String(i)) // 101 × 101 renderings
+    const big = 'query($ids: [ID!]!) { grid(rows: $ids, cols: $ids) }'
+    await server.query(big, { ids })
+    expect((await server.query(big, { ids })).cache).toBe('MISS')
+    expect(strata.stats().skippedStores['not-analysable']).toBe(2)
+    const small = '{ grid(rows: ["1", "2"], cols: ["3"]) }'
+    await cached(server, [small])
+    await server.query('mutation($ids: [ID!]!) { paint(rows: $ids, cols: $ids) }', { ids })
+    expect(strata.stats().invalidatedTags).toBe(1)
+    expect(await statuses(server, [small])).toEqual(['MISS'])
   })
 
   it("a mutation's cacheTags are rendered from its own arguments", async () => {
