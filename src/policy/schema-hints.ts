@@ -2,12 +2,14 @@ import { getDirective } from '@graphql-tools/utils'
 import {
   type GraphQLCompositeType,
   type GraphQLField,
+  type GraphQLInterfaceType,
   type GraphQLLeafType,
   type GraphQLNamedType,
   type GraphQLObjectType,
   type GraphQLSchema,
   getNamedType,
   isCompositeType,
+  isInterfaceType,
   isObjectType,
 } from 'graphql'
 import { StrataSchemaError } from '../errors.js'
@@ -188,7 +190,9 @@ export function buildSchemaHints(schema: GraphQLSchema, options: SchemaHintOptio
   }
   // Every format is checked at schema load, not when a result first shows its field.
   for (const type of Object.values(schema.getTypeMap())) {
-    if (isObjectType(type) && !type.name.startsWith('__'))
+    if (type.name.startsWith('__')) continue
+    if (isInterfaceType(type)) checkInterfaceTags(schema, type)
+    else if (isObjectType(type))
       for (const fieldName of Object.keys(type.getFields())) tagsOf(type, fieldName)
   }
 
@@ -324,23 +328,41 @@ function cacheTagsOf(
 ): readonly TagFormat[] {
   const field = parent.getFields()[fieldName] as GraphQLField<unknown, unknown>
   const coordinate = `${parent.name}.${fieldName}`
-  const formats: unknown[] = []
+  // Each format with where it was given, so that an error names the SDL that holds it.
+  const formats: [format: unknown, where: string][] = []
   const given = configured[coordinate]
-  if (given) formats.push(...given)
+  if (given) for (const format of given) formats.push([format, `option \`cacheTags["${coordinate}"]\``])
   else {
-    for (const owner of [field, ...parent.getInterfaces().map((i) => i.getFields()[fieldName])]) {
-      if (!owner) continue
-      for (const args of getDirective(schema, owner, 'cacheTag') ?? []) formats.push(args.format)
+    for (const owner of [parent, ...parent.getInterfaces()]) {
+      const ownerField = owner.getFields()[fieldName]
+      if (!ownerField) continue
+      const where =
+        owner === parent
+          ? `@cacheTag on ${coordinate}`
+          : `@cacheTag on ${owner.name}.${fieldName} (inherited by ${coordinate})`
+      for (const args of getDirective(schema, ownerField, 'cacheTag') ?? [])
+        formats.push([args.format, where])
     }
   }
   if (formats.length === 0) return NO_TAGS
-  const where = given ? `option \`cacheTags["${coordinate}"]\`` : `@cacheTag on ${coordinate}`
   const parsed = new Map<string, TagFormat>()
-  for (const format of formats) {
+  for (const [format, where] of formats) {
     const tag = parseTagFormat(format, field, where)
     parsed.set(tag.format, tag)
   }
   return [...parsed.values()]
+}
+
+/** Checks the `@cacheTag` formats of an interface's fields, which no object type may implement. */
+function checkInterfaceTags(schema: GraphQLSchema, type: GraphQLInterfaceType): void {
+  for (const field of Object.values(type.getFields())) {
+    for (const args of getDirective(schema, field, 'cacheTag') ?? [])
+      parseTagFormat(
+        args.format,
+        field as GraphQLField<unknown, unknown>,
+        `@cacheTag on ${type.name}.${field.name}`,
+      )
+  }
 }
 
 const NO_TAGS: readonly TagFormat[] = []

@@ -361,6 +361,23 @@ describe('cache tags are checked when the schema loads', () => {
     const mutation = 'n(id: ID): Boolean @invalidates(cacheTags: ["q-{args.nope}"])'
     expect(attempt('x: Int', {}, mutation)).toThrow(/@invalidates on Mutation\.n: .*n has no argument "nope"/)
   })
+  it('names the interface field that holds a bad format, implemented or not', () => {
+    const load = (implemented: boolean) => () => {
+      const schema = createSchema({
+        typeDefs: /* GraphQL */ `
+          ${strataDirectivesSdl}
+          interface Feed { h(id: ID): String @cacheTag(format: "x-{args.nope}") }
+          ${implemented ? 'type Home implements Feed { h(id: ID): String }' : ''}
+          type Query { f: Feed }
+        `,
+        resolvers: { Feed: { __resolveType: () => 'Home' } },
+      })
+      const plugin = useStrata({ tenant: false })
+      createYoga({ schema, plugins: [plugin as never], logging: false })
+    }
+    expect(load(true)).toThrow(/@cacheTag on Feed\.h[: ].*h has no argument "nope"/)
+    expect(load(false)).toThrow(/@cacheTag on Feed\.h: .*h has no argument "nope"/)
+  })
   it('refuses a cacheTags option for a field the schema lacks', () => {
     expect(attempt('x: Int', { cacheTags: { 'Query.y': ['t'] } })).toThrow(
       /option `cacheTags` names "Query.y"/,
