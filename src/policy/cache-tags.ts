@@ -133,5 +133,7 @@ export function renderTags(
 }
 
 function serialized(value: unknown): string {
-  return typeof value === 'string' ? value : JSON.stringify(value)
+  if (typeof value === 'string') return value
+  // JSON has no bigint (a 64-bit scalar's serialized value): its digits, as the entity tags write it.
+  return typeof value === 'bigint' ? value.toString() : JSON.stringify(value)
 }

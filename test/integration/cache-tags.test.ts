@@ -237,6 +237,30 @@ describe('@cacheTag', () => {
     expect(await statuses(a.server, [ONE, TWO])).toEqual(['MISS', 'HIT'])
     expect((await a.server.query(ONE)).json.data).toEqual({ product: { name: 'Uno' } })
   })
+
+  it('a scalar that serializes to a bigint renders (as its digits), on both sides', async () => {
+    const Long = new GraphQLScalarType({
+      name: 'Long',
+      parseValue: (value) => BigInt(value as string),
+      parseLiteral: (ast) => BigInt((ast as { value: string }).value),
+      serialize: (value) => BigInt(value as bigint),
+    })
+    const schema = createSchema({
+      typeDefs: /* GraphQL */ `
+        ${strataDirectivesSdl}
+        scalar Long
+        type Query { balance(account: Long!): Int @cacheControl(maxAge: 60) @cacheTag(format: "account-{args.account}") }
+        type Mutation { pay(account: Long!): Boolean @invalidates(cacheTags: ["account-{args.account}"]) }
+      `,
+      resolvers: { Long, Query: { balance: () => 1 }, Mutation: { pay: () => true } },
+    })
+    const plugin = useStrata({ tenant: false })
+    const server = await startStrataServer(schema, plugin, closers)
+    const [one, two] = ['{ balance(account: 9007199254740993) }', '{ balance(account: 2) }']
+    await cached(server, [one, two])
+    await server.query('mutation { pay(account: "9007199254740993") }')
+    expect(await statuses(server, [one, two])).toEqual(['MISS', 'HIT'])
+  })
 })
 
 describe('a cache tag PostgreSQL cannot store as given (rendered from an argument)', () => {
