@@ -124,7 +124,8 @@ export interface StrataOptions<TContext = StrataContext> {
    */
   invalidates?: Readonly<Record<string, readonly string[] | MutationInvalidation>>
   /**
-   * Cache tags by field coordinate: the config form of `@cacheTag`, replacing the field's directives.
+   * Cache tags by field coordinate (of an object or interface type): the config form of `@cacheTag`,
+   * replacing the directives at that coordinate (an interface's are inherited by its implementations).
    * An entry in which the field appears carries the tags; `invalidateCacheTags`, the admin field and
    * `@invalidates(cacheTags:)` invalidate them. `{args.name}` is replaced by the argument's value.
    * @example { 'Query.postCount': ['post-stats'], 'Query.product': ['product-{args.id}'] }
@@ -149,7 +150,8 @@ export interface StrataOptions<TContext = StrataContext> {
    */
   refresh?: (info: RequestInfo<TContext>) => boolean
   /**
-   * Last say on storing a result that every rule allows: `false` keeps it out of the cache
+   * Last say on storing a result that every rule allows: anything but `true` (a `false`, a forgotten
+   * `return`) keeps it out of the cache
    * (`skippedStores.declined`) and sends it `cache-control: no-store`. It sees the result as the
    * client gets it. One that throws declines (logged); the request is answered either way.
    * @example ({ result }) => !result.data?.search?.partial

@@ -191,7 +191,7 @@ export function buildSchemaHints(schema: GraphQLSchema, options: SchemaHintOptio
   // Every format is checked at schema load, not when a result first shows its field.
   for (const type of Object.values(schema.getTypeMap())) {
     if (type.name.startsWith('__')) continue
-    if (isInterfaceType(type)) checkInterfaceTags(schema, type)
+    if (isInterfaceType(type)) checkInterfaceTags(schema, type, options.cacheTags)
     else if (isObjectType(type))
       for (const fieldName of Object.keys(type.getFields())) tagsOf(type, fieldName)
   }
@@ -250,9 +250,9 @@ function validateCoordinates(schema: GraphQLSchema, options: SchemaHintOptions):
   for (const coordinate of Object.keys(options.cacheTags)) {
     const [typeName, fieldName = ''] = coordinate.split('.')
     const type = typeName === undefined ? undefined : schema.getType(typeName)
-    if (!isObjectType(type) || !type.getFields()[fieldName]) {
+    if (!(isObjectType(type) || isInterfaceType(type)) || !type.getFields()[fieldName]) {
       throw new StrataSchemaError(
-        `option \`cacheTags\` names "${coordinate}", which is not a field of an object type of the schema`,
+        `option \`cacheTags\` names "${coordinate}", which is not a field of an object or interface type of the schema`,
       )
     }
   }
@@ -330,19 +330,20 @@ function cacheTagsOf(
   const coordinate = `${parent.name}.${fieldName}`
   // Each format with where it was given, so that an error names the SDL that holds it.
   const formats: [format: unknown, where: string][] = []
-  const given = configured[coordinate]
-  if (given) for (const format of given) formats.push([format, `option \`cacheTags["${coordinate}"]\``])
-  else {
-    for (const owner of [parent, ...parent.getInterfaces()]) {
-      const ownerField = owner.getFields()[fieldName]
-      if (!ownerField) continue
-      const where =
-        owner === parent
-          ? `@cacheTag on ${coordinate}`
-          : `@cacheTag on ${owner.name}.${fieldName} (inherited by ${coordinate})`
-      for (const args of getDirective(schema, ownerField, 'cacheTag') ?? [])
-        formats.push([args.format, where])
+  // Per coordinate (the field's own, each interface's), the option replaces the directives.
+  for (const owner of [parent, ...parent.getInterfaces()]) {
+    const ownerField = owner.getFields()[fieldName]
+    if (!ownerField) continue
+    const ownerCoordinate = `${owner.name}.${fieldName}`
+    const inherited = owner === parent ? '' : ` (inherited by ${coordinate})`
+    const given = configured[ownerCoordinate]
+    if (given) {
+      for (const format of given)
+        formats.push([format, `option \`cacheTags["${ownerCoordinate}"]\`${inherited}`])
+      continue
     }
+    for (const args of getDirective(schema, ownerField, 'cacheTag') ?? [])
+      formats.push([args.format, `@cacheTag on ${ownerCoordinate}${inherited}`])
   }
   if (formats.length === 0) return NO_TAGS
   const parsed = new Map<string, TagFormat>()
@@ -353,15 +354,18 @@ function cacheTagsOf(
   return [...parsed.values()]
 }
 
-/** Checks the `@cacheTag` formats of an interface's fields, which no object type may implement. */
-function checkInterfaceTags(schema: GraphQLSchema, type: GraphQLInterfaceType): void {
+/** Checks the cache tag formats of an interface's fields, which no object type may implement. */
+function checkInterfaceTags(
+  schema: GraphQLSchema,
+  type: GraphQLInterfaceType,
+  configured: Readonly<Record<string, readonly string[]>>,
+): void {
   for (const field of Object.values(type.getFields())) {
-    for (const args of getDirective(schema, field, 'cacheTag') ?? [])
-      parseTagFormat(
-        args.format,
-        field as GraphQLField<unknown, unknown>,
-        `@cacheTag on ${type.name}.${field.name}`,
-      )
+    const coordinate = `${type.name}.${field.name}`
+    const given = configured[coordinate]
+    const formats = given ?? (getDirective(schema, field, 'cacheTag') ?? []).map((args) => args.format)
+    const where = given ? `option \`cacheTags["${coordinate}"]\`` : `@cacheTag on ${coordinate}`
+    for (const format of formats) parseTagFormat(format, field as GraphQLField<unknown, unknown>, where)
   }
 }
 

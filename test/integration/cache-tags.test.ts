@@ -211,6 +211,15 @@ describe('@cacheTag', () => {
     expect(await statuses(server, [STATS])).toEqual(['MISS'])
   })
 
+  it('the cacheTags option may name an interface field: it replaces that field\'s directives for every implementation', async () => {
+    const { server, strata } = await shop({ cacheTags: { 'Feed.headline': ['front-page'] } })
+    await cached(server, ['{ feed { headline } }'])
+    await strata.invalidateCacheTags(['homepage'])
+    expect(await statuses(server, ['{ feed { headline } }'])).toEqual(['HIT'])
+    await strata.invalidateCacheTags(['front-page'])
+    expect(await statuses(server, ['{ feed { headline } }'])).toEqual(['MISS'])
+  })
+
   it('the admin field invalidates cache tags', async () => {
     const { server } = await shop({ admin: { authorize: () => 'all' } })
     await cached(server, [STATS, ONE])
