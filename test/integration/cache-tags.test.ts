@@ -211,7 +211,7 @@ describe('@cacheTag', () => {
     expect(await statuses(server, [STATS])).toEqual(['MISS'])
   })
 
-  it('the cacheTags option may name an interface field: it replaces that field\'s directives for every implementation', async () => {
+  it("the cacheTags option may name an interface field: it replaces that field's directives for every implementation", async () => {
     const { server, strata } = await shop({ cacheTags: { 'Feed.headline': ['front-page'] } })
     await cached(server, ['{ feed { headline } }'])
     await strata.invalidateCacheTags(['homepage'])
