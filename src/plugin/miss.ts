@@ -287,17 +287,30 @@ export function settleResult(
   const now = Date.now()
   const freshUntil = now + policy.maxAge * 1000
   const grace = settings.staleWhileRevalidate * 1000
-  const entry: CacheEntry = {
-    body,
-    size,
-    tags: [...analysis.tags],
-    tenant,
-    operationName: facts.operation.name?.value ?? null,
-    scope: policy.scope,
-    createdAt: now,
-    expiresAt: freshUntil + grace,
-    ...(grace > 0 ? { freshUntil } : {}),
-  }
+  // One literal shape per setting (no spread): tiers then see entries of a single hidden class.
+  const entry: CacheEntry =
+    grace > 0
+      ? {
+          body,
+          size,
+          tags: [...analysis.tags],
+          tenant,
+          operationName: facts.operation.name?.value ?? null,
+          scope: policy.scope,
+          createdAt: now,
+          expiresAt: freshUntil + grace,
+          freshUntil,
+        }
+      : {
+          body,
+          size,
+          tags: [...analysis.tags],
+          tenant,
+          operationName: facts.operation.name?.value ?? null,
+          scope: policy.scope,
+          createdAt: now,
+          expiresAt: freshUntil,
+        }
   const written = engine.cache.set(key, entry, { startedAt: run.startedAt })
   stats.stores++
   return { stripped, body, policy, skip, entry, written }
