@@ -215,10 +215,12 @@ export interface StrataOptions<TContext = StrataContext> {
    */
   debug?: boolean
   /**
-   * Execute concurrent identical misses once per process.
-   * @default true
+   * Execute concurrent identical misses once per process. A request waits for the identical
+   * execution in flight at most `maxWaitMs`, then executes on its own (a hung execution must not hold
+   * every identical request with it); a stale entry's refresh is retried after as long.
+   * @default true ({ maxWaitMs: 30000 })
    */
-  singleFlight?: boolean
+  singleFlight?: boolean | { maxWaitMs?: number }
   /**
    * An OpenTelemetry tracer (`trace.getTracer('graphql-strata')`): spans `strata.lookup` (attributes
    * `strata.cache.status`, `strata.cache.tier`), `strata.refresh`, `strata.invalidate` and
@@ -247,4 +249,6 @@ export const strataDefaults = {
   etag: true,
   debug: false,
   singleFlight: true,
+  /** How long a request waits for an identical execution in flight (`singleFlight.maxWaitMs`). */
+  singleFlightMaxWaitMs: 30_000,
 } as const

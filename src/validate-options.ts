@@ -157,9 +157,19 @@ export function validateOptions(options: unknown): void {
     'cacheControlHeader',
     'etag',
     'debug',
-    'singleFlight',
   ])
     checkBoolean(options, name)
+  const flight = options.singleFlight
+  if (flight !== undefined && typeof flight !== 'boolean') {
+    if (flight === null || typeof flight !== 'object' || Array.isArray(flight))
+      fail('singleFlight', `must be true, false or { maxWaitMs }, got ${describe(flight)}`)
+    for (const [property, value] of Object.entries(flight)) {
+      if (property !== 'maxWaitMs')
+        fail(`singleFlight.${property}`, 'is not an option of singleFlight (maxWaitMs)')
+      if (value !== undefined && (!Number.isSafeInteger(value) || (value as number) < 1))
+        fail('singleFlight.maxWaitMs', `must be a whole number of milliseconds >= 1, got ${describe(value)}`)
+    }
+  }
 
   if (options.tiers !== undefined) {
     if (!Array.isArray(options.tiers) || options.tiers.length === 0)

@@ -37,6 +37,8 @@ export interface StrataStats {
   misses: number
   /** Misses that waited for an identical execution in flight instead of executing. */
   coalesced: number
+  /** Waits for an identical execution that gave up after `singleFlight.maxWaitMs` and executed. */
+  flightWaitTimeouts: number
   bypasses: Partial<Record<BypassReason, number>>
   stores: number
   skippedStores: Partial<Record<SkipReason, number>>
@@ -109,6 +111,7 @@ export function emptyStats(): StrataStats {
     failedRefreshes: 0,
     misses: 0,
     coalesced: 0,
+    flightWaitTimeouts: 0,
     bypasses: counters(),
     stores: 0,
     skippedStores: counters(),

@@ -28,6 +28,8 @@ export interface EngineSettings {
   readonly staleWhileRevalidate: number
   readonly invalidateOnMutation: boolean
   readonly singleFlight: boolean
+  /** How long a request waits for an identical execution in flight; then it executes on its own. */
+  readonly flightWaitMs: number
   readonly debug: boolean
   /** Resolvers get `info.cacheControl`, and misses record what they set. */
   readonly dynamicHints: boolean
@@ -45,9 +47,9 @@ export interface EngineSettings {
  */
 export class StrataEngine {
   readonly clock = new InvalidationClock()
-  readonly flights = new SingleFlight()
+  readonly flights = new SingleFlight(() => this.stats.flightWaitTimeouts++)
   /** Keys whose stale entry is being refreshed in the background (`staleWhileRevalidate`). */
-  readonly refreshing = new Set<string>()
+  readonly refreshing = new Map<string, object>()
   readonly stats: StrataStats = emptyStats()
   /** Metrics, when configured. */
   observer: CacheObserver | undefined

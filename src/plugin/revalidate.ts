@@ -22,14 +22,27 @@ export function revalidate(
   miss: Miss,
   stale: CacheEntry,
 ): void {
-  if (engine.refreshing.has(miss.key)) return
-  engine.refreshing.add(miss.key)
+  const { key } = miss
+  if (engine.refreshing.has(key)) return
+  const token = {}
+  engine.refreshing.set(key, token)
   engine.stats.refreshes++
+  let settle!: () => void
+  const settled = new Promise<void>((resolve) => {
+    settle = resolve
+  })
+  const release = () => {
+    clearTimeout(timer)
+    if (engine.refreshing.get(key) === token) engine.refreshing.delete(key)
+    settle()
+  }
+  // A refresh that has not settled within the single-flight wait (a hung resolver) no longer stops
+  // the next stale hit from refreshing the key, nor the server's shutdown from completing.
+  const timer = setTimeout(release, engine.settings.flightWaitMs)
+  timer.unref?.()
   // After the stale response is on its way: synchronous resolvers would otherwise delay it.
-  const done = new Promise<void>((resolve) =>
-    setImmediate(() => refresh(engine, executeFn, args, miss, stale, resolve)),
-  )
-  keepAlive(args.contextValue, done)
+  setImmediate(() => refresh(engine, executeFn, args, miss, stale, release))
+  keepAlive(args.contextValue, settled)
 }
 
 /** Why a refresh may store nothing and still leave the stale entry to be served. */
@@ -55,7 +68,6 @@ function refresh(
   const finish = () => {
     if (hints) stopRecording(hints)
     engine.clock.end(start)
-    engine.refreshing.delete(key)
     span?.end()
     done()
   }

@@ -8,9 +8,27 @@ import type { CacheEntry } from '../tiers/tier.js'
 export class SingleFlight {
   readonly #flights = new Map<string, Flight>()
 
-  /** The flight in progress for `key`, if any. */
-  join(key: string): Promise<CacheEntry | undefined> | undefined {
-    return this.#flights.get(key)?.promise
+  /** `onWaitTimeout`: a wait gave up on a flight that had not landed in time. */
+  constructor(readonly onWaitTimeout: () => void = () => {}) {}
+
+  /**
+   * The flight in progress for `key`, if any: its entry, or `undefined` if it lands none or has not
+   * landed within `maxWaitMs` (the caller then executes on its own).
+   */
+  join(key: string, maxWaitMs: number): Promise<CacheEntry | undefined> | undefined {
+    const flight = this.#flights.get(key)
+    if (!flight) return undefined
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.onWaitTimeout()
+        resolve(undefined)
+      }, maxWaitMs)
+      timer.unref?.()
+      flight.promise.then((entry) => {
+        clearTimeout(timer)
+        resolve(entry)
+      })
+    })
   }
 
   /** Starts a flight for `key`; settle it exactly once with `land`. */

@@ -104,6 +104,10 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
       ...settings,
       // The engine hands it what it was given for this request: a `RequestInfo<TContext>`.
       shouldStore: options.shouldStore as EngineSettings['shouldStore'],
+      singleFlight: options.singleFlight !== false,
+      flightWaitMs:
+        (typeof options.singleFlight === 'object' ? options.singleFlight.maxWaitMs : undefined) ??
+        strataDefaults.singleFlightMaxWaitMs,
       busTimeoutMs: options.breaker?.invalidateTimeoutMs ?? breakerDefaults.invalidateTimeoutMs,
     },
     logger,
@@ -251,7 +255,9 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
         return
       }
       if (span) endLookup(span, 'MISS', undefined)
-      const inFlight = settings.singleFlight ? engine.flights.join(key) : undefined
+      const inFlight = engine.settings.singleFlight
+        ? engine.flights.join(key, engine.settings.flightWaitMs)
+        : undefined
       if (!inFlight) return executeMiss(engine, payload, miss)
       return inFlight.then((entry) => {
         if (entry === undefined) return executeMiss(engine, payload, miss)

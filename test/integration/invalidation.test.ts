@@ -343,6 +343,23 @@ describe('concurrency', () => {
     expect(responses[0]?.headers.get('etag')).toMatch(/^W\//)
   })
 
+  it('a request waits for an identical execution at most singleFlight.maxWaitMs, then executes on its own', async () => {
+    const store = new BlogStore()
+    const { server, strata } = await start({ singleFlight: { maxWaitMs: 200 } }, store)
+    const { started, release } = store.hold()
+    const hung = server.query('{ slowPost(id: "2") { id title } }')
+    await started
+    store.gate = undefined // reads from now on answer at once; the first one still hangs
+    // Were it held by the hung execution, this would not resolve before release().
+    const waiter = await server.query('{ slowPost(id: "2") { id title } }')
+    expect(waiter.cache).toBe('MISS')
+    expect(waiter.json.data?.slowPost).toEqual({ id: '2', title: 'Post 2' })
+    expect(store.calls.slowPost).toBe(2)
+    expect(strata.stats().flightWaitTimeouts).toBe(1)
+    release()
+    expect((await hung).json.data?.slowPost).toEqual({ id: '2', title: 'Post 2' })
+  })
+
   it('a request arriving after a mutation does not join a flight that began before it', async () => {
     const store = new BlogStore()
     const { server } = await start({}, store)

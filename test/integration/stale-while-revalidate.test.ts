@@ -218,6 +218,28 @@ describe.each(tierSetups)('staleWhileRevalidate on the %s tier', (_name, makeTie
   })
 })
 
+describe('a refresh that hangs', () => {
+  it('no longer stops the key from being refreshed once singleFlight.maxWaitMs has passed', async () => {
+    const prices = new Prices()
+    const plugin = useStrata({ tenant: false, staleWhileRevalidate: 30, singleFlight: { maxWaitMs: 200 } })
+    const server = await startStrataServer(pricesSchema(prices), plugin, closers)
+    await server.query(PRICE)
+    await sleep(1100)
+    const { started, release } = prices.hold()
+    expect((await server.query(PRICE)).cache).toBe('STALE')
+    await started // the first refresh hangs
+    expect((await server.query(PRICE)).cache).toBe('STALE') // within the wait: no second refresh
+    expect(plugin.strata.stats().refreshes).toBe(1)
+    await sleep(250)
+    prices.amounts.set('sku-1', 9)
+    expect((await server.query(PRICE)).cache).toBe('STALE')
+    expect(plugin.strata.stats().refreshes).toBe(2)
+    const refreshed = await waitFor(async () => amountOf(await server.query(PRICE)) === 9, 2000)
+    expect(refreshed, 'the second refresh stored the new amount').toBe(true)
+    release()
+  })
+})
+
 describe('staleWhileRevalidate with cacheErrors', () => {
   it('a refresh that fails with an error raised on purpose does not replace the stale data (stale-if-error)', async () => {
     const prices = new Prices()
