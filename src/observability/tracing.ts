@@ -25,3 +25,24 @@ export function spanFailed(span: StrataSpan, error: unknown): void {
   span.recordException(exception)
   span.setStatus({ code: ERROR, message: exception.message })
 }
+
+/**
+ * Runs `work` in a span named `name` (none without a tracer): it records what `work` throws, and
+ * ends when `work` settles. `work` may set attributes on the span it is given.
+ */
+export async function traced<T>(
+  tracer: StrataTracer | undefined,
+  name: string,
+  attributes: Record<string, string | number | boolean>,
+  work: (span: StrataSpan | undefined) => Promise<T>,
+): Promise<T> {
+  const span = tracer?.startSpan(name, { attributes })
+  try {
+    return await work(span)
+  } catch (error) {
+    if (span) spanFailed(span, error)
+    throw error
+  } finally {
+    span?.end()
+  }
+}

@@ -10,14 +10,13 @@ import {
   emptyStats,
   type StrataStats,
 } from '../observability/stats.js'
-import { type StrataTracer, spanFailed } from '../observability/tracing.js'
+import { type StrataTracer, traced } from '../observability/tracing.js'
 import type { RequestInfo } from '../options.js'
 import { type PurgeFilter, purgeListing } from '../tiers/purge.js'
-import type { BusMessage, CacheBus, CacheEntry } from '../tiers/tier.js'
-import type { TieredCache, TieredHit } from '../tiers/tiered.js'
+import type { BusMessage, CacheBus } from '../tiers/tier.js'
+import type { TieredCache } from '../tiers/tiered.js'
 import { withTimeout } from '../timeout.js'
-import { resultFromBody } from './cached-result.js'
-import type { HttpReporter, Outcome } from './http.js'
+import type { HttpReporter } from './http.js'
 import { SingleFlight } from './single-flight.js'
 
 /** The settings the request path reads, resolved from options and defaults. */
@@ -131,20 +130,14 @@ export class StrataEngine {
     this.stats.invalidations++
     this.stats.invalidatedTags += tags.length
     this.observer?.invalidated(tags.length)
-    const span = this.tracer?.startSpan('strata.invalidate', { attributes: { 'strata.tags': tags.length } })
-    try {
+    return traced(this.tracer, 'strata.invalidate', { 'strata.tags': tags.length }, async (span) => {
       const removed = await this.cache.invalidate(tags)
       // Published after the shared tiers are clean, so no instance re-reads a stale entry from them.
       await this.#publish({ kind: 'invalidate', tags })
       this.logger.debug({ tags: tags.length, removed }, 'strata: invalidated')
       span?.setAttribute('strata.removed', total(removed))
       return removed
-    } catch (error) {
-      if (span) spanFailed(span, error)
-      throw error
-    } finally {
-      span?.end()
-    }
+    })
   }
 
   /**
@@ -179,21 +172,14 @@ export class StrataEngine {
   async clear(tenant?: string | null): Promise<Record<string, number>> {
     this.fenceLocal(tenant)
     this.logger.info({ tenant: tenant ?? 'all' }, 'strata: cleared')
-    const span = this.tracer?.startSpan('strata.clear', {
-      attributes: { 'strata.tenant': tenant === undefined ? '(all)' : (tenant ?? '(none)') },
-    })
-    try {
+    const attributes = { 'strata.tenant': tenant === undefined ? '(all)' : (tenant ?? '(none)') }
+    return traced(this.tracer, 'strata.clear', attributes, async (span) => {
       const removed = await this.cache.clear(tenant)
       await this.#publish({ kind: 'clear', tenant })
       span?.setAttribute('strata.removed', total(removed))
       this.afterClear?.()
       return removed
-    } catch (error) {
-      if (span) spanFailed(span, error)
-      throw error
-    } finally {
-      span?.end()
-    }
+    })
   }
 
   /** Starts a database change source; until it has caught up, local tiers are not used. */
@@ -332,47 +318,6 @@ export class StrataEngine {
     const name = countOperation(this.stats, operation, 'miss')
     this.observer?.outcome('miss', name, null, null)
   }
-
-  /**
-   * Serves a hit; resolves whether its entry is stale (past its maxAge, within the grace of
-   * `staleWhileRevalidate`): the caller refreshes it then.
-   */
-  serveHit(
-    hit: TieredHit,
-    context: unknown,
-    setResult: (result: ExecutionResult) => void,
-    operation: string,
-  ): boolean {
-    const { entry } = hit
-    const now = Date.now()
-    const stale = entry.freshUntil !== undefined && entry.freshUntil <= now
-    this.stats.hits++
-    if (stale) this.stats.staleHits++
-    bump(this.stats.hitsByTier, hit.tier)
-    const name = countOperation(this.stats, operation, 'hit')
-    this.observer?.outcome('hit', name, hit.tier, stale ? 'stale' : null)
-    const ttl = secondsFresh(entry, now)
-    const result = resultFromBody(entry.body)
-    this.http.record(
-      context,
-      stale ? { status: 'STALE', httpPolicy: null } : served('HIT', entry, result, ttl),
-    )
-    if (this.settings.debug) {
-      const age = Math.floor((now - entry.createdAt) / 1000)
-      const strata = { hit: true, tier: hit.tier, ttl, age }
-      result.extensions = { strata: stale ? { ...strata, stale } : strata }
-    }
-    setResult(result)
-    return stale
-  }
-
-  /** Serves the entry an identical in-flight execution stored, with the headers its hits get. */
-  serveCoalesced(entry: CacheEntry, context: unknown, setResult: (result: ExecutionResult) => void): void {
-    this.stats.coalesced++
-    const result = resultFromBody(entry.body)
-    this.http.record(context, served('MISS', entry, result, secondsFresh(entry, Date.now())))
-    setResult(result)
-  }
 }
 
 /** The sum of per-tier counts. */
@@ -380,15 +325,4 @@ function total(counts: Record<string, number>): number {
   let sum = 0
   for (const count of Object.values(counts)) sum += count
   return sum
-}
-
-/** Whole seconds `entry` stays fresh after `now`. */
-function secondsFresh(entry: CacheEntry, now: number): number {
-  return Math.max(0, Math.floor(((entry.freshUntil ?? entry.expiresAt) - now) / 1000))
-}
-
-/** The outcome of serving a stored entry: HTTP caches may keep it for what remains of its maxAge. */
-function served(status: Outcome['status'], entry: CacheEntry, result: object, ttl: number): Outcome {
-  const httpPolicy = ttl > 0 ? { maxAge: ttl, scope: entry.scope } : null
-  return { status, httpPolicy, body: entry.body, entry, result }
 }

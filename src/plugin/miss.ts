@@ -287,30 +287,18 @@ export function settleResult(
   const now = Date.now()
   const freshUntil = now + policy.maxAge * 1000
   const grace = settings.staleWhileRevalidate * 1000
-  // One literal shape per setting (no spread): tiers then see entries of a single hidden class.
-  const entry: CacheEntry =
-    grace > 0
-      ? {
-          body,
-          size,
-          tags: [...analysis.tags],
-          tenant,
-          operationName: facts.operation.name?.value ?? null,
-          scope: policy.scope,
-          createdAt: now,
-          expiresAt: freshUntil + grace,
-          freshUntil,
-        }
-      : {
-          body,
-          size,
-          tags: [...analysis.tags],
-          tenant,
-          operationName: facts.operation.name?.value ?? null,
-          scope: policy.scope,
-          createdAt: now,
-          expiresAt: freshUntil,
-        }
+  // One literal (no spread, `freshUntil` always present): tiers see entries of a single hidden class.
+  const entry: CacheEntry = {
+    body,
+    size,
+    tags: [...analysis.tags],
+    tenant,
+    operationName: facts.operation.name?.value ?? null,
+    scope: policy.scope,
+    createdAt: now,
+    expiresAt: freshUntil + grace,
+    freshUntil: grace > 0 ? freshUntil : undefined,
+  }
   const written = engine.cache.set(key, entry, { startedAt: run.startedAt })
   stats.stores++
   return { stripped, body, policy, skip, entry, written }

@@ -25,6 +25,7 @@ import { executeMiss } from './miss.js'
 import { watchMutation } from './mutation.js'
 import { revalidate } from './revalidate.js'
 import { SchemaState } from './schema-state.js'
+import { serveCoalesced, serveHit } from './serve.js'
 import { warm, type YogaLike } from './warm.js'
 
 /** Why a request's tenant keeps it out of the cache. */
@@ -249,7 +250,7 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
     })
     const afterLookup = (hit: TieredHit | undefined) => {
       if (hit) {
-        const stale = engine.serveHit(hit, context, payload.setResultAndStopExecution, operation)
+        const stale = serveHit(engine, hit, context, payload.setResultAndStopExecution, operation)
         if (span) endLookup(span, stale ? 'STALE' : 'HIT', hit.tier)
         if (stale) revalidate(engine, payload.executeFn, args, miss, hit.entry)
         return
@@ -261,7 +262,7 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
       if (!inFlight) return executeMiss(engine, payload, miss)
       return inFlight.then((entry) => {
         if (entry === undefined) return executeMiss(engine, payload, miss)
-        return engine.serveCoalesced(entry, context, payload.setResultAndStopExecution)
+        return serveCoalesced(engine, entry, context, payload.setResultAndStopExecution)
       })
     }
     // Local tiers answer synchronously, so nothing can be invalidated during their lookup.

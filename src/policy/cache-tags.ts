@@ -1,4 +1,5 @@
-import type { GraphQLField } from 'graphql'
+import { getDirective } from '@graphql-tools/utils'
+import type { GraphQLField, GraphQLInterfaceType, GraphQLObjectType, GraphQLSchema } from 'graphql'
 import { StrataSchemaError } from '../errors.js'
 import { type ArgumentPath, argumentLeaf, argumentValue } from './arguments.js'
 
@@ -137,3 +138,58 @@ function serialized(value: unknown): string {
   // JSON has no bigint (a 64-bit scalar's serialized value): its digits, as the entity tags write it.
   return typeof value === 'bigint' ? value.toString() : JSON.stringify(value)
 }
+
+/**
+ * A field's cache tags: at its own coordinate and at the same field of each interface its type
+ * implements, those the `cacheTags` option gives, or else the `@cacheTag` directives there.
+ */
+export function cacheTagsOf(
+  schema: GraphQLSchema,
+  parent: GraphQLObjectType,
+  fieldName: string,
+  configured: Readonly<Record<string, readonly string[]>>,
+): readonly TagFormat[] {
+  const field = parent.getFields()[fieldName] as GraphQLField<unknown, unknown>
+  const coordinate = `${parent.name}.${fieldName}`
+  // Each format with where it was given, so that an error names the SDL that holds it.
+  const formats: [format: unknown, where: string][] = []
+  // Per coordinate (the field's own, each interface's), the option replaces the directives.
+  for (const owner of [parent, ...parent.getInterfaces()]) {
+    const ownerField = owner.getFields()[fieldName]
+    if (!ownerField) continue
+    const ownerCoordinate = `${owner.name}.${fieldName}`
+    const inherited = owner === parent ? '' : ` (inherited by ${coordinate})`
+    const given = configured[ownerCoordinate]
+    if (given) {
+      for (const format of given)
+        formats.push([format, `option \`cacheTags["${ownerCoordinate}"]\`${inherited}`])
+      continue
+    }
+    for (const args of getDirective(schema, ownerField, 'cacheTag') ?? [])
+      formats.push([args.format, `@cacheTag on ${ownerCoordinate}${inherited}`])
+  }
+  if (formats.length === 0) return NO_TAGS
+  const parsed = new Map<string, TagFormat>()
+  for (const [format, where] of formats) {
+    const tag = parseTagFormat(format, field, where)
+    parsed.set(tag.format, tag)
+  }
+  return [...parsed.values()]
+}
+
+/** Checks the cache tag formats of an interface's fields, which no object type may implement. */
+export function checkInterfaceTags(
+  schema: GraphQLSchema,
+  type: GraphQLInterfaceType,
+  configured: Readonly<Record<string, readonly string[]>>,
+): void {
+  for (const field of Object.values(type.getFields())) {
+    const coordinate = `${type.name}.${field.name}`
+    const given = configured[coordinate]
+    const formats = given ?? (getDirective(schema, field, 'cacheTag') ?? []).map((args) => args.format)
+    const where = given ? `option \`cacheTags["${coordinate}"]\`` : `@cacheTag on ${coordinate}`
+    for (const format of formats) parseTagFormat(format, field as GraphQLField<unknown, unknown>, where)
+  }
+}
+
+const NO_TAGS: readonly TagFormat[] = []

@@ -62,7 +62,7 @@ export function decodeEntry(key: string, value: string): CacheEntry | undefined 
   ) {
     return undefined
   }
-  const entry: CacheEntry = {
+  return {
     body,
     size: meta.z,
     tags: meta.t,
@@ -71,6 +71,6 @@ export function decodeEntry(key: string, value: string): CacheEntry | undefined 
     scope: meta.s,
     createdAt: meta.c,
     expiresAt: meta.e,
+    freshUntil: meta.f,
   }
-  return meta.f === undefined ? entry : { ...entry, freshUntil: meta.f }
 }
