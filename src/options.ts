@@ -159,6 +159,14 @@ export interface StrataOptions<TContext = StrataContext> {
    */
   shouldStore?: (info: RequestInfo<TContext> & { readonly result: ExecutionResult }) => boolean
   /**
+   * Queries using `@defer` or `@stream`: `'bypass'` leaves them to execute and stream as they do
+   * without Strata; `'inline'` executes them in one result (the incremental delivery proposal lets a
+   * server deliver deferred data inline), which is stored and served whole: a miss no longer streams,
+   * and a hit answers everything at once.
+   * @default 'bypass'
+   */
+  incremental?: 'bypass' | 'inline'
+  /**
    * Store results that carry errors (partial data). Off by default: errors are often transient.
    * @default false
    */
@@ -241,6 +249,7 @@ export const strataDefaults = {
   defaultKeyFields: ['id'] as readonly string[],
   invalidateOnMutation: true,
   cacheErrors: false,
+  incremental: 'bypass',
   dynamicHints: true,
   maxEntryBytes: 2 ** 20,
   keyPrefix: 'strata',

@@ -115,6 +115,7 @@ const KNOWN = new Set([
   'refresh',
   'shouldStore',
   'cacheErrors',
+  'incremental',
   'dynamicHints',
   'maxEntryBytes',
   'extraKeyData',
@@ -159,6 +160,12 @@ export function validateOptions(options: unknown): void {
     'debug',
   ])
     checkBoolean(options, name)
+  if (
+    options.incremental !== undefined &&
+    options.incremental !== 'bypass' &&
+    options.incremental !== 'inline'
+  )
+    fail('incremental', `must be 'bypass' or 'inline', got ${describe(options.incremental)}`)
   const flight = options.singleFlight
   if (flight !== undefined && typeof flight !== 'boolean') {
     if (flight === null || typeof flight !== 'object' || Array.isArray(flight))

@@ -160,3 +160,23 @@ export function analyzeDocument(document: DocumentNode, hints: SchemaHints): Doc
   )
   return { rewritten, mayBePrivate, incremental, variableDirectives, aliasPrefix }
 }
+
+const inlined = new WeakMap<DocumentNode, DocumentNode>()
+
+/**
+ * The document without `@defer` and `@stream` (memoised per document): it answers in one result. A
+ * mutation's entities are invalidated before it is sent: delivering it in parts would send the first
+ * part before the invalidation could be done, and the later parts without the rewrite's fields
+ * stripped. A query inlined (`incremental: 'inline'`) can be stored and served whole. The incremental
+ * delivery proposal lets a server deliver deferred and streamed data inline.
+ */
+export function inlineIncremental(document: DocumentNode): DocumentNode {
+  let result = inlined.get(document)
+  if (!result) {
+    result = visit(document, {
+      Directive: (node) => (node.name.value === 'defer' || node.name.value === 'stream' ? null : undefined),
+    })
+    inlined.set(document, result)
+  }
+  return result
+}

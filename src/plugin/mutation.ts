@@ -1,15 +1,14 @@
 import {
-  type DocumentNode,
   type ExecutionArgs,
   type FieldNode,
   type GraphQLField,
   type GraphQLObjectType,
   getArgumentValues,
   getVariableValues,
-  visit,
 } from 'graphql'
 import { analyzeResult } from '../entities/analyze.js'
 import { fieldsFor } from '../entities/collect.js'
+import { inlineIncremental } from '../entities/rewrite.js'
 import { collectionTag, tagsForEntityChange, tagsForTypeChange, typeTag } from '../entities/tags.js'
 import { argumentValue } from '../policy/arguments.js'
 import { renderTags } from '../policy/cache-tags.js'
@@ -33,7 +32,7 @@ export function watchMutation(
   if (!mutationType) return undefined
   let ran = false
   const { executeFn } = payload
-  const document = facts.incremental ? inline(facts.rewritten) : facts.rewritten
+  const document = facts.incremental ? inlineIncremental(facts.rewritten) : facts.rewritten
   payload.setExecuteFn((args: ExecutionArgs) => {
     ran = true
     return executeFn({ ...args, document })
@@ -165,23 +164,4 @@ function coerceVariables(
     (args.variableValues ?? {}) as Record<string, unknown>,
   )
   return result.coerced ?? {}
-}
-
-const inlined = new WeakMap<DocumentNode, DocumentNode>()
-
-/**
- * The document without `@defer` and `@stream`: a mutation answers in one result, whose entities are
- * invalidated before it is sent. Delivering it in parts would send the first part before the
- * invalidation could be done, and the later parts without the rewrite's fields stripped. The
- * incremental delivery proposal lets a server deliver deferred and streamed data inline.
- */
-function inline(document: DocumentNode): DocumentNode {
-  let result = inlined.get(document)
-  if (!result) {
-    result = visit(document, {
-      Directive: (node) => (node.name.value === 'defer' || node.name.value === 'stream' ? null : undefined),
-    })
-    inlined.set(document, result)
-  }
-  return result
 }

@@ -5,6 +5,7 @@ import { adminResolvers } from '../admin/admin.js'
 import { withAdminField } from '../admin/schema.js'
 import type { ChangeSourceStatus } from '../changes/source.js'
 import { definedOnly } from '../defined-only.js'
+import { inlineIncremental } from '../entities/rewrite.js'
 import { tagsForEntityChange, tagsForTypeChange } from '../entities/tags.js'
 import { deriveKey, isWellFormedTenant } from '../key/key.js'
 import { createMetrics } from '../observability/metrics.js'
@@ -202,7 +203,7 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
     const { args } = payload
     const context = args.contextValue
     const state = schemaState(args.schema)
-    const facts = state.operation(args.document, args.operationName)
+    let facts = state.operation(args.document, args.operationName)
     if (!facts) return engine.bypass(context, 'no-operation', '(none)')
     const operation = args.operationName ?? facts.operation.name?.value ?? '(anonymous)'
     if (facts.admin) return engine.bypass(context, 'admin', operation)
@@ -212,7 +213,12 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
       return watchMutation(engine, payload, facts, state)
     }
     if (kind === 'subscription') return engine.bypass(context, 'subscription', operation)
-    if (facts.incremental) return engine.bypass(context, 'incremental', operation)
+    if (facts.incremental) {
+      if (settings.incremental !== 'inline') return engine.bypass(context, 'incremental', operation)
+      // Executed, stored and served as the same document without @defer and @stream (same text, same key).
+      facts = state.operation(inlineIncremental(args.document), args.operationName)
+      if (!facts) return engine.bypass(context, 'no-operation', operation)
+    }
 
     const variables = (args.variableValues ?? {}) as Record<string, unknown>
     const info: RequestInfo<TContext> = {

@@ -418,3 +418,74 @@ describe('schema version', () => {
     expect((await c.server.query('{ posts { id } }')).cache).toBe('HIT')
   })
 })
+
+describe('queries using @defer', () => {
+  function deferSchema(items: Map<string, { id: string; name: string }>) {
+    return createSchema({
+      typeDefs: /* GraphQL */ `
+        ${strataDirectivesSdl}
+        directive @defer(if: Boolean, label: String) on FRAGMENT_SPREAD | INLINE_FRAGMENT
+        type Item @cacheControl(maxAge: 60) { id: ID! name: String! }
+        type Query { item(id: ID!): Item }
+        type Mutation { rename(id: ID!, name: String!): Item! }
+      `,
+      resolvers: {
+        Query: { item: (_: unknown, { id }: { id: string }) => items.get(id) },
+        Mutation: {
+          rename: (_: unknown, { id, name }: { id: string; name: string }) => {
+            items.set(id, { id, name })
+            return items.get(id)
+          },
+        },
+      },
+    })
+  }
+  const deferred = '{ item(id: "1") { ... @defer { name } } }'
+  async function send(server: TestServer, query = deferred) {
+    const response = await fetch(server.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'multipart/mixed, application/json' },
+      body: JSON.stringify({ query }),
+    })
+    return {
+      cache: response.headers.get('x-strata-cache'),
+      type: response.headers.get('content-type') ?? '',
+      text: await response.text(),
+    }
+  }
+  async function serve(options: Partial<StrataOptions> = {}) {
+    const items = new Map([['1', { id: '1', name: 'old' }]])
+    const plugin = useStrata({ tenant: false, ...options } as StrataOptions)
+    const server = await startServer({ schema: deferSchema(items), plugins: [plugin as never] })
+    servers.push(server)
+    return { server, strata: plugin.strata }
+  }
+
+  it('by default stream as they would without Strata, and are never stored', async () => {
+    const { server, strata } = await serve()
+    for (let i = 0; i < 2; i++) {
+      const response = await send(server)
+      expect(response.cache).toBe('BYPASS')
+      expect(response.type).toContain('multipart/mixed')
+      expect(response.text).toContain('"name":"old"')
+    }
+    expect(strata.stats().bypasses.incremental).toBe(2)
+  })
+
+  it("with incremental: 'inline', execute in one result that is stored, served whole and invalidated", async () => {
+    const { server } = await serve({ incremental: 'inline' })
+    const miss = await send(server)
+    expect(miss.cache).toBe('MISS')
+    expect(miss.type).toContain('application/json') // one result, not a multipart stream
+    expect(miss.text).toContain('"name":"old"')
+    expect(miss.text).not.toContain('__strata')
+    expect(miss.text).not.toContain('hasNext":true')
+    const hit = await send(server)
+    expect(hit.cache).toBe('HIT')
+    expect(hit.text).toContain('{"data":{"item":{"name":"old"}}}')
+    await server.query('mutation { rename(id: "1", name: "new") { id } }')
+    const after = await send(server)
+    expect(after.cache).toBe('MISS')
+    expect(after.text).toContain('"name":"new"')
+  })
+})

@@ -75,6 +75,7 @@ const bad: [string, Record<string, unknown>, RegExp][] = [
   ['refresh', { tenant: false, refresh: true }, /must be a function/],
   ['shouldStore', { tenant: false, shouldStore: false }, /must be a function/],
   ['tracer', { tenant: false, tracer: {} }, /must be an OpenTelemetry tracer/],
+  ['incremental', { tenant: false, incremental: 'stream' }, /must be 'bypass' or 'inline'/],
   ['singleFlight.maxWaitMs', { tenant: false, singleFlight: { maxWaitMs: 0 } }, /milliseconds >= 1/],
   ['singleFlight.wait', { tenant: false, singleFlight: { wait: 5 } }, /not an option of singleFlight/],
   ['singleFlight', { tenant: false, singleFlight: 'yes' }, /must be true, false or \{ maxWaitMs \}/],
