@@ -46,3 +46,45 @@ export async function traced<T>(
     span?.end()
   }
 }
+
+/** A span that records nothing: what a tracer that threw on `startSpan` gets Strata instead. */
+const NO_SPAN: StrataSpan = {
+  setAttribute: () => undefined,
+  setStatus: () => undefined,
+  recordException: () => undefined,
+  end: () => undefined,
+}
+
+/**
+ * `tracer` made harmless: whatever it or its spans throw is passed to `failed` (for a log) instead
+ * of failing the request, invalidation, clear or refresh it traces.
+ */
+export function guardedTracer(tracer: StrataTracer, failed: (error: unknown) => void): StrataTracer {
+  const guard =
+    <A extends unknown[]>(call: (...args: A) => unknown) =>
+    (...args: A): undefined => {
+      try {
+        call(...args)
+      } catch (error) {
+        failed(error)
+      }
+      return undefined
+    }
+  return {
+    startSpan(name, options) {
+      let span: StrataSpan
+      try {
+        span = tracer.startSpan(name, options)
+      } catch (error) {
+        failed(error)
+        return NO_SPAN
+      }
+      return {
+        setAttribute: guard((key: string, value: string | number | boolean) => span.setAttribute(key, value)),
+        setStatus: guard((status: { code: number; message?: string }) => span.setStatus(status)),
+        recordException: guard((exception: Error) => span.recordException(exception)),
+        end: guard(() => span.end()),
+      }
+    },
+  }
+}

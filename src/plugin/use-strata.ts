@@ -10,7 +10,7 @@ import { tagsForEntityChange, tagsForTypeChange } from '../entities/tags.js'
 import { deriveKey, isWellFormedTenant } from '../key/key.js'
 import { createMetrics } from '../observability/metrics.js'
 import type { StrataStats } from '../observability/stats.js'
-import type { StrataSpan } from '../observability/tracing.js'
+import { guardedTracer, type StrataSpan } from '../observability/tracing.js'
 import { type RequestInfo, type StrataContext, type StrataOptions, strataDefaults } from '../options.js'
 import { cacheTag } from '../policy/cache-tags.js'
 import { instrumentResolvers } from '../policy/dynamic.js'
@@ -116,7 +116,15 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
     bus,
   )
   if (options.metrics) engine.observer = createMetrics(options.metrics, engine.cache, options.changes)
-  engine.tracer = options.tracer
+  // A tracer that throws must never fail what it traces: its errors are logged (once) instead.
+  let warnedTracer = false
+  engine.tracer =
+    options.tracer &&
+    guardedTracer(options.tracer, (error) => {
+      if (warnedTracer) return
+      warnedTracer = true
+      logger.warn({ err: error }, 'strata: the tracer threw; spans may be missing (logged once)')
+    })
   const started = Promise.all([
     engine.startBus(),
     options.changes ? engine.startChanges(options.changes) : undefined,

@@ -66,3 +66,47 @@ describe('OpenTelemetry spans', () => {
     expect(spans('strata.refresh')[0]?.attributes).toEqual({ 'graphql.operation.name': 'Feed' })
   })
 })
+
+describe('a tracer that throws', () => {
+  /** A tracer failing where `where` says: starting spans, or every call on the spans it starts. */
+  function throwingTracer(where: 'startSpan' | 'span') {
+    const fail = () => {
+      throw new Error('tracer broke')
+    }
+    const span = { setAttribute: fail, setStatus: fail, recordException: fail, end: fail }
+    return { startSpan: where === 'startSpan' ? fail : () => span }
+  }
+
+  it.each(['startSpan', 'span'] as const)(
+    'never fails a request, an invalidation, a clear or a refresh (%s throws)',
+    async (where) => {
+      const store = new BlogStore()
+      const plugin = useStrata({
+        tenant: false,
+        tracer: throwingTracer(where),
+        staleWhileRevalidate: 30,
+        hints: { 'Query.posts': { maxAge: 1 } },
+      })
+      const server = await startStrataServer(blogSchema(store), plugin, closers)
+      const miss = await server.query('{ post(id: "1") { id title } }')
+      expect([miss.status, miss.cache, miss.json.errors]).toEqual([200, 'MISS', undefined])
+      const hit = await server.query('{ post(id: "1") { id title } }')
+      expect([hit.status, hit.cache, hit.json.data]).toEqual([200, 'HIT', miss.json.data])
+
+      const mutation = await server.query('mutation { updatePost(id: "1", title: "new") { id } }')
+      expect([mutation.status, mutation.json.errors]).toEqual([200, undefined])
+      const after = await server.query('{ post(id: "1") { id title } }')
+      expect([after.cache, after.json.data], 'the mutation invalidated the entry').toEqual([
+        'MISS',
+        { post: { id: '1', title: 'new' } },
+      ])
+      await expect(plugin.strata.clear()).resolves.toBeDefined()
+
+      await server.query('{ posts { id } }')
+      await sleep(1100)
+      expect((await server.query('{ posts { id } }')).cache).toBe('STALE')
+      expect(await waitFor(() => plugin.strata.stats().stores === 4, 2000), 'the refresh stored').toBe(true)
+      expect(plugin.strata.stats().failedRefreshes).toBe(0)
+    },
+  )
+})
