@@ -1,5 +1,6 @@
 import { type ExecutionArgs, type ExecutionResult, GraphQLError, type GraphQLObjectType } from 'graphql'
 import { analyzeResult } from '../entities/analyze.js'
+import { inlineIncremental } from '../entities/rewrite.js'
 import { bump, type SkipReason } from '../observability/stats.js'
 import type { RequestInfo } from '../options.js'
 import { type HintRecorder, recordHints, stopRecording } from '../policy/dynamic.js'
@@ -29,6 +30,8 @@ export interface Miss {
   readonly operation: string
   /** What the `enabled`, `refresh` and `shouldStore` options are told about the request. */
   readonly info: RequestInfo<unknown>
+  /** The client's document uses `@defer`/`@stream`, inlined (`incremental: 'inline'`) wherever it runs. */
+  readonly inlined: boolean
 }
 
 /**
@@ -132,7 +135,8 @@ class MissRun {
     if (isPromise(result)) return result.then((settled) => this.#own(executeFn, args, settled))
     if (!isExecutionResult(result) || !failedAddedField(this.miss.facts, result)) return result
     this.#foreign = true
-    return executeFn(args)
+    // Inlined as the rewritten document was: the client gets one result, not a stream.
+    return executeFn(this.miss.inlined ? { ...args, document: inlineIncremental(args.document) } : args)
   }
 
   #arm(): void {

@@ -221,7 +221,8 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
       return watchMutation(engine, payload, facts, state)
     }
     if (kind === 'subscription') return engine.bypass(context, 'subscription', operation)
-    if (facts.incremental) {
+    const inlined = facts.incremental
+    if (inlined) {
       if (settings.incremental !== 'inline') return engine.bypass(context, 'incremental', operation)
       // Executed, stored and served as the same document without @defer and @stream (same text, same key).
       facts = state.operation(inlineIncremental(args.document), args.operationName)
@@ -255,7 +256,7 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
       schemaVersion: state.version,
       extra: options.extraKeyData?.(info),
     })
-    const miss = { facts, state, key, tenant, session, operation, info }
+    const miss = { facts, state, key, tenant, session, operation, info, inlined }
     // A forced refresh leads a new flight: requests arriving after it share its fresh result.
     if (options.refresh?.(info)) return executeMiss(engine, payload, miss)
 

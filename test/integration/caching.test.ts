@@ -454,7 +454,11 @@ describe('queries using @defer', () => {
     }
   }
   async function serve(options: Partial<StrataOptions> = {}) {
-    const items = new Map([['1', { id: '1', name: 'old' }]])
+    // Item 2's id fails (null for an ID!): a key field the rewrite adds when the client does not select it.
+    const items = new Map([
+      ['1', { id: '1', name: 'old' }],
+      ['2', { id: null as unknown as string, name: 'two' }],
+    ])
     const plugin = useStrata({ tenant: false, ...options } as StrataOptions)
     const server = await startServer({ schema: deferSchema(items), plugins: [plugin as never] })
     servers.push(server)
@@ -487,5 +491,14 @@ describe('queries using @defer', () => {
     const after = await send(server)
     expect(after.cache).toBe('MISS')
     expect(after.text).toContain('"name":"new"')
+  })
+
+  it("with incremental: 'inline', a query whose added key field fails runs as the client sent it, inlined too", async () => {
+    const { server, strata } = await serve({ incremental: 'inline' })
+    const response = await send(server, '{ item(id: "2") { ... @defer { name } } }')
+    expect(response.type).toContain('application/json') // one result, not a multipart stream
+    expect(response.text).toBe('{"data":{"item":{"name":"two"}}}')
+    expect(response.cache).toBe('MISS')
+    expect(strata.stats().skippedStores['added-field-error']).toBe(1)
   })
 })
