@@ -99,6 +99,9 @@ function checkHint(hint: unknown, name: string): void {
   }
 }
 
+/** The longest delay `setTimeout` honours. */
+const MAX_TIMER_MS = 2 ** 31 - 1
+
 const KNOWN = new Set([
   'tenant',
   'session',
@@ -175,6 +178,12 @@ export function validateOptions(options: unknown): void {
         fail(`singleFlight.${property}`, 'is not an option of singleFlight (maxWaitMs)')
       if (value !== undefined && (!Number.isSafeInteger(value) || (value as number) < 1))
         fail('singleFlight.maxWaitMs', `must be a whole number of milliseconds >= 1, got ${describe(value)}`)
+      // A longer timer runs after 1 ms (Node, browsers): every wait and refresh would give up at once.
+      if ((value as number) > MAX_TIMER_MS)
+        fail(
+          'singleFlight.maxWaitMs',
+          `must be at most ${MAX_TIMER_MS} (about 24.8 days), got ${describe(value)}`,
+        )
     }
   }
 

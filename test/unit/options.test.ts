@@ -77,6 +77,8 @@ const bad: [string, Record<string, unknown>, RegExp][] = [
   ['tracer', { tenant: false, tracer: {} }, /must be an OpenTelemetry tracer/],
   ['incremental', { tenant: false, incremental: 'stream' }, /must be 'bypass' or 'inline'/],
   ['singleFlight.maxWaitMs', { tenant: false, singleFlight: { maxWaitMs: 0 } }, /milliseconds >= 1/],
+  // Node runs a longer timer after 1 ms: every wait and refresh would give up at once.
+  ['singleFlight.maxWaitMs', { tenant: false, singleFlight: { maxWaitMs: 2 ** 31 } }, /at most 2147483647/],
   ['singleFlight.wait', { tenant: false, singleFlight: { wait: 5 } }, /not an option of singleFlight/],
   ['singleFlight', { tenant: false, singleFlight: 'yes' }, /must be true, false or \{ maxWaitMs \}/],
   ['debug', { tenant: false, debug: 'yes' }, /true or false/],
