@@ -166,7 +166,8 @@ function combinedStatus(outcomes: readonly Outcome[]): Outcome['status'] {
 
 /**
  * Whether the result Yoga is about to send is the one Strata served: the same object, or a copy with
- * the same data and errors (a plugin that adds `extensions` copies the result).
+ * the same data and errors (a plugin that adds `extensions` copies the result; error masking, on in
+ * Yoga by default, copies a result with errors and its errors array, keeping each error it lets through).
  */
 function isServed(processed: unknown, served: object | undefined): boolean {
   if (served === undefined || typeof processed !== 'object' || processed === null) return false
@@ -174,7 +175,14 @@ function isServed(processed: unknown, served: object | undefined): boolean {
   if (Array.isArray(processed)) return false
   const copy = processed as { data?: unknown; errors?: unknown }
   const original = served as { data?: unknown; errors?: unknown }
-  return copy.data === original.data && copy.errors === original.errors
+  return copy.data === original.data && sameErrors(copy.errors, original.errors)
+}
+
+/** The same errors: the same array, or arrays of the same error objects in the same order. */
+function sameErrors(sent: unknown, served: unknown): boolean {
+  if (sent === served) return true
+  if (!Array.isArray(sent) || !Array.isArray(served) || sent.length !== served.length) return false
+  return sent.every((error, i) => error === served[i])
 }
 
 /** Adds `name` to the response's `vary` (which CORS may already have set), once. */

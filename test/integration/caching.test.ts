@@ -207,6 +207,23 @@ describe('never stored', () => {
     expect((await server.query('{ broken { id } posts { id } }')).cache).toBe('MISS')
   })
 
+  it("with cacheErrors and Yoga's error masking (its default), a stored error's miss and hits still send its maxAge", async () => {
+    // Masking copies every result with errors (its errors masked): a GraphQLError is let through as is.
+    const plugin = useStrata({ tenant: false, cacheErrors: true })
+    const server = await startServer({
+      schema: blogSchema(new BlogStore()),
+      plugins: [plugin],
+      maskedErrors: true,
+    })
+    servers.push(server)
+    const a = await server.query('{ notFound { id } posts { id } }')
+    const b = await server.query('{ notFound { id } posts { id } }')
+    expect(a.json.errors?.[0]?.extensions?.code).toBe('NOT_FOUND')
+    expect([b.cache, b.text]).toEqual(['HIT', a.text])
+    expect(a.headers.get('cache-control')).toMatch(/^max-age=\d+, public$/)
+    expect(b.headers.get('cache-control')).toMatch(/^max-age=\d+, public$/)
+  })
+
   it('a HIT never reveals an error that masking hid on the MISS', async () => {
     const plugin = useStrata({ tenant: false, cacheErrors: true })
     const server = await startServer({
