@@ -72,18 +72,22 @@ export class HttpReporter {
   }
 
   /**
-   * Another plugin replaced the result (an error instead), execution failed after Strata served it,
-   * or a batch's array is sent: the cached body is not what goes out, so it has no tag, and it is
-   * sent `no-store`.
+   * Another plugin replaced the result (an error instead), or execution failed after Strata served it:
+   * the cached body is not what goes out, so it has no tag, and it is sent `no-store`; in a batch too,
+   * whose other results keep their policy (a batch's array has no tag).
    */
   onResultProcess({ request, result }: ResultProcessPayload): void {
     const outcomes = this.#outcomes.get(request)
-    const only = outcomes?.length === 1 ? outcomes[0] : undefined
-    if (only?.httpPolicy && !isServed(result, only.result)) {
-      // What goes out is not what the policy was computed for (an error a plugin put in its place):
-      // neither HTTP caches nor a validator may treat it as the cacheable result.
-      only.httpPolicy = null
-      only.body = undefined
+    if (!outcomes) return
+    const batch = Array.isArray(result)
+    for (const outcome of outcomes) {
+      if (!outcome.httpPolicy) continue
+      if (batch ? !result.some((one) => isServed(one, outcome.result)) : !isServed(result, outcome.result)) {
+        // What goes out is not what the policy was computed for (an error a plugin put in its place):
+        // neither HTTP caches nor a validator may treat it as the cacheable result.
+        outcome.httpPolicy = null
+        outcome.body = undefined
+      } else if (batch) outcome.body = undefined // the array is not the body: no tag
     }
   }
 

@@ -235,6 +235,34 @@ describe('entity tags and conditional GETs, through Yoga over HTTP', () => {
     expect(batch.headers.get('etag')).toBeNull()
   })
 
+  it('in a batch, a result another plugin replaced is sent no-store too; results as served keep their maxAge', async () => {
+    const refuse: Plugin = {
+      // Called for each operation of a batch: refuses the posts only.
+      onExecutionResult({ request, result, setResult }) {
+        const data = (result as { data?: Record<string, unknown> }).data
+        if (request.headers.get('x-revoked') && data?.posts)
+          setResult({ errors: [new GraphQLError('Forbidden')] })
+      },
+    }
+    const { server } = await start({}, new BlogStore(), [refuse])
+    const batch = async (operations: string[], headers: Record<string, string> = {}) => {
+      const response = await fetch(server.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json', ...headers },
+        body: JSON.stringify(operations.map((query) => ({ query }))),
+      })
+      return { text: await response.text(), cacheControl: response.headers.get('cache-control') }
+    }
+    const tags = '{ tags { label } }'
+    await batch([posts, tags])
+    const revoked = await batch([posts, tags], { 'x-revoked': '1' })
+    expect(revoked.text).toContain('Forbidden')
+    expect(revoked.cacheControl, 'an HTTP cache must not keep the error for the maxAge').toBe('no-store')
+    expect((await batch([posts, tags])).cacheControl).toMatch(/^max-age=\d+, public$/)
+    // A batch of one is sent as served, like a batch of two.
+    expect((await batch([posts])).cacheControl).toMatch(/^max-age=\d+, public$/)
+  })
+
   it('the tag names the representation: another media type has another tag, and a stream is never answered 304', async () => {
     const { server } = await start()
     const first = await get(server, posts)
