@@ -1,3 +1,5 @@
+import type { Logger } from 'pino'
+
 /**
  * The part of an OpenTelemetry `Tracer` Strata uses, so that `@opentelemetry/api` is not a
  * dependency: pass `trace.getTracer('graphql-strata')`. Spans start in the active context, so they
@@ -87,4 +89,25 @@ export function guardedTracer(tracer: StrataTracer, failed: (error: unknown) => 
       }
     },
   }
+}
+
+/** `tracer` guarded (see {@link guardedTracer}), its first failure logged as a warning. */
+export function loggedTracer(tracer: StrataTracer, logger: Logger): StrataTracer {
+  let warned = false
+  return guardedTracer(tracer, (error) => {
+    if (warned) return
+    warned = true
+    logger.warn({ err: error }, 'strata: the tracer threw; spans may be missing (logged once)')
+  })
+}
+
+/** Ends a lookup's span with what it found. */
+export function endLookup(
+  span: StrataSpan,
+  status: 'HIT' | 'STALE' | 'MISS',
+  tier: string | undefined,
+): void {
+  span.setAttribute('strata.cache.status', status)
+  if (tier !== undefined) span.setAttribute('strata.cache.tier', tier)
+  span.end()
 }

@@ -10,7 +10,7 @@ import { tagsForEntityChange, tagsForTypeChange } from '../entities/tags.js'
 import { deriveKey, isWellFormedTenant } from '../key/key.js'
 import { createMetrics } from '../observability/metrics.js'
 import type { StrataStats } from '../observability/stats.js'
-import { guardedTracer, type StrataSpan } from '../observability/tracing.js'
+import { endLookup, loggedTracer } from '../observability/tracing.js'
 import { type RequestInfo, type StrataContext, type StrataOptions, strataDefaults } from '../options.js'
 import { cacheTag } from '../policy/cache-tags.js'
 import { instrumentResolvers } from '../policy/dynamic.js'
@@ -116,15 +116,7 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
     bus,
   )
   if (options.metrics) engine.observer = createMetrics(options.metrics, engine.cache, options.changes)
-  // A tracer that throws must never fail what it traces: its errors are logged (once) instead.
-  let warnedTracer = false
-  engine.tracer =
-    options.tracer &&
-    guardedTracer(options.tracer, (error) => {
-      if (warnedTracer) return
-      warnedTracer = true
-      logger.warn({ err: error }, 'strata: the tracer threw; spans may be missing (logged once)')
-    })
+  engine.tracer = options.tracer && loggedTracer(options.tracer, logger)
   const started = Promise.all([
     engine.startBus(),
     options.changes ? engine.startChanges(options.changes) : undefined,
@@ -354,11 +346,4 @@ export function useStrata<TContext = StrataContext>(options: StrataOptions<TCont
 function defaultBus(tiers: readonly CacheTier[]): CacheBus | undefined {
   if (!tiers.some((tier) => !tier.shared)) return undefined
   return tiers.find((tier) => tier.createBus)?.createBus?.()
-}
-
-/** Ends a lookup's span with what it found. */
-function endLookup(span: StrataSpan, status: 'HIT' | 'STALE' | 'MISS', tier: string | undefined): void {
-  span.setAttribute('strata.cache.status', status)
-  if (tier !== undefined) span.setAttribute('strata.cache.tier', tier)
-  span.end()
 }
