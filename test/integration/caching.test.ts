@@ -4,6 +4,7 @@ import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { memoryTier, type StrataOptions, strataDirectivesSdl, useStrata } from '../../src/index.js'
 import { BlogStore, blogSchema } from '../support/blog.js'
+import { deferItemsSchema } from '../support/items.js'
 import { startServer, type TestServer } from '../support/server.js'
 
 const servers: TestServer[] = []
@@ -183,6 +184,18 @@ describe('hits and misses through Yoga over HTTP', () => {
   })
 })
 
+/** A server with Yoga's error masking on (its default) and `cacheErrors`. */
+async function startMaskedWithCacheErrors(): Promise<TestServer> {
+  const plugin = useStrata({ tenant: false, cacheErrors: true })
+  const server = await startServer({
+    schema: blogSchema(new BlogStore()),
+    plugins: [plugin],
+    maskedErrors: true,
+  })
+  servers.push(server)
+  return server
+}
+
 describe('never stored', () => {
   it('does not store results with errors, unless cacheErrors is on', async () => {
     const { server, strata } = await start()
@@ -209,13 +222,7 @@ describe('never stored', () => {
 
   it("with cacheErrors and Yoga's error masking (its default), a stored error's miss and hits still send its maxAge", async () => {
     // Masking copies every result with errors (its errors masked): a GraphQLError is let through as is.
-    const plugin = useStrata({ tenant: false, cacheErrors: true })
-    const server = await startServer({
-      schema: blogSchema(new BlogStore()),
-      plugins: [plugin],
-      maskedErrors: true,
-    })
-    servers.push(server)
+    const server = await startMaskedWithCacheErrors()
     const a = await server.query('{ notFound { id } posts { id } }')
     const b = await server.query('{ notFound { id } posts { id } }')
     expect(a.json.errors?.[0]?.extensions?.code).toBe('NOT_FOUND')
@@ -225,13 +232,7 @@ describe('never stored', () => {
   })
 
   it('a HIT never reveals an error that masking hid on the MISS', async () => {
-    const plugin = useStrata({ tenant: false, cacheErrors: true })
-    const server = await startServer({
-      schema: blogSchema(new BlogStore()),
-      plugins: [plugin],
-      maskedErrors: true,
-    })
-    servers.push(server)
+    const server = await startMaskedWithCacheErrors()
     const miss = await server.query('{ broken { id } posts { id } }')
     const again = await server.query('{ broken { id } posts { id } }')
     expect(miss.json.errors?.[0]?.message).toBe('Unexpected error.')
@@ -437,26 +438,6 @@ describe('schema version', () => {
 })
 
 describe('queries using @defer', () => {
-  function deferSchema(items: Map<string, { id: string; name: string }>) {
-    return createSchema({
-      typeDefs: /* GraphQL */ `
-        ${strataDirectivesSdl}
-        directive @defer(if: Boolean, label: String) on FRAGMENT_SPREAD | INLINE_FRAGMENT
-        type Item @cacheControl(maxAge: 60) { id: ID! name: String! }
-        type Query { item(id: ID!): Item }
-        type Mutation { rename(id: ID!, name: String!): Item! }
-      `,
-      resolvers: {
-        Query: { item: (_: unknown, { id }: { id: string }) => items.get(id) },
-        Mutation: {
-          rename: (_: unknown, { id, name }: { id: string; name: string }) => {
-            items.set(id, { id, name })
-            return items.get(id)
-          },
-        },
-      },
-    })
-  }
   const deferred = '{ item(id: "1") { ... @defer { name } } }'
   async function send(server: TestServer, query = deferred) {
     const response = await fetch(server.url, {
@@ -477,7 +458,7 @@ describe('queries using @defer', () => {
       ['2', { id: null as unknown as string, name: 'two' }],
     ])
     const plugin = useStrata({ tenant: false, ...options } as StrataOptions)
-    const server = await startServer({ schema: deferSchema(items), plugins: [plugin as never] })
+    const server = await startServer({ schema: deferItemsSchema(items), plugins: [plugin as never] })
     servers.push(server)
     return { server, strata: plugin.strata }
   }

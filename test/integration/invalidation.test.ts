@@ -8,6 +8,7 @@ import {
   useStrata,
 } from '../../src/index.js'
 import { BlogStore, blogSchema } from '../support/blog.js'
+import { deferItemsSchema } from '../support/items.js'
 import { startServer, type TestServer } from '../support/server.js'
 
 const servers: TestServer[] = []
@@ -266,24 +267,7 @@ describe('results without objects', () => {
 describe('a mutation using @defer or @stream', () => {
   it('answers in one result, without the rewrite, after invalidating what it changed', async () => {
     const items = new Map([['1', { id: '1', name: 'old' }]])
-    const schema = createSchema({
-      typeDefs: /* GraphQL */ `
-        ${strataDirectivesSdl}
-        directive @defer(if: Boolean, label: String) on FRAGMENT_SPREAD | INLINE_FRAGMENT
-        type Item @cacheControl(maxAge: 60) { id: ID! name: String! }
-        type Query { item(id: ID!): Item }
-        type Mutation { rename(id: ID!, name: String!): Item! }
-      `,
-      resolvers: {
-        Query: { item: (_: unknown, { id }: { id: string }) => items.get(id) },
-        Mutation: {
-          rename: (_: unknown, { id, name }: { id: string; name: string }) => {
-            items.set(id, { id, name })
-            return items.get(id)
-          },
-        },
-      },
-    })
+    const schema = deferItemsSchema(items)
     const server = await startServer({ schema, plugins: [useStrata({ tenant: false }) as never] })
     servers.push(server)
     const read = '{ item(id: "1") { name } }'
